@@ -1,0 +1,52 @@
+"""The ``nres`` command line.
+
+Each subcommand lives in its own module with two functions, ``add_arguments(parser)`` and
+``run(args) -> int``; :data:`COMMANDS` maps the subcommand to that module, so ``nres --help`` stays
+fast (modules load only when their command runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .._version import __version__
+from ..errors import NRESError
+
+__all__ = ["main", "COMMANDS"]
+
+#: subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("nres.pipeline.cmd_demo", "run the demonstration reduction"),
+    "model": ("nres.pipeline.cmd_model", "wavelength coverage of every order and fiber of a site"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nres", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"nres {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (modname, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=modname)
+        importlib.import_module(modname).add_arguments(p)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``nres`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 1
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except NRESError as err:
+        print(f"nres {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

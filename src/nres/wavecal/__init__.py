@@ -1,0 +1,1 @@
+"""nres.wavecal"""
