@@ -14,7 +14,7 @@ from ._version import __version__
 __all__ = ["__version__", "warmup", "SUBPACKAGES"]
 
 SUBPACKAGES = ("instrument", "io", "calib", "extract", "wavecal", "rv", "sim", "pipeline")
-_LAZY_MODULES = ("errors", "flags", "spectrum", "doppler", "window", "provenance", "legacy")
+_LAZY_MODULES = ("errors", "flags", "spectrum", "traces", "doppler", "window", "provenance", "legacy")
 
 
 def __getattr__(name):
