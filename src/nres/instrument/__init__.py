@@ -1,1 +1,37 @@
-"""nres.instrument"""
+"""Facts about NRES: sites, cameras, reference trace tables, the physical spectrograph model,
+ThAr line lists, and air/vacuum conversions. Data files are in ``instrument/data`` with their
+sources named in ``instrument/data/DATA_SOURCES``.
+
+Names load lazily from their modules so that ``import nres.instrument`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+#: public name -> module (relative to this package)
+_EXPORTS = {
+    # sites.py / cameras.py
+    "SITES": "sites", "site_location": "sites", "Site": "sites",
+    "camera_info": "cameras", "CameraInfo": "cameras",
+    # spectrograph.py / physical_model.py
+    "spectrograph_table": "spectrograph", "PhysicalModel": "physical_model",
+    # reference_traces.py
+    "reference_traces": "reference_traces", "reference_trace_files": "reference_traces",
+    # linelists.py / airvac.py
+    "thar_lines": "linelists", "air_to_vacuum": "airvac", "vacuum_to_air": "airvac",
+    "refractive_index_air": "airvac",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    msg = f"module 'nres.instrument' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
