@@ -1,0 +1,337 @@
+"""Numba kernels of nres.calib: the fused CCD pass, overscan levels and the clipped stack.
+
+Kernels see only contiguous float64/int64/bool arrays and scalars; the public wrappers in
+``ccd.py``, ``overscan.py`` and ``stack.py`` validate, coerce and unpack. Integer codes:
+
+- median rule: 0 = mean of the two middle values for even N, 1 = the original's upper-middle value
+- stack method: 0 = sigma clip, 1 = median, 2 = mean
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._jit import njit, njit_parallel
+
+# flag bits (copied as literals: a kernel must not read module globals of another module;
+# tests/calib/test_kernels.py checks them against nres.flags.Flag)
+_BAD_PIXEL = 1
+_SATURATED = 2
+_NONLINEAR = 4
+_BLEED = 16
+_NONFINITE = 256
+
+MEDIAN_EXACT = 0
+MEDIAN_IDL = 1
+METHOD_CLIP = 0
+METHOD_MEDIAN = 1
+METHOD_MEAN = 2
+
+# 1.4826 = 1 / Phi^-1(3/4): MAD -> Gaussian sigma (astropy's mad_std uses the same constant)
+_MAD_TO_SIGMA = 1.482602218505602
+
+
+@njit
+def _insertion_sort(a, n):
+    """Sort a[:n] in place (n is small: the number of frames in a stack)."""
+    for i in range(1, n):
+        v = a[i]
+        j = i - 1
+        while j >= 0 and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
+
+
+@njit
+def _median_sorted(a, n, rule):
+    """Median of sorted a[:n] (n >= 1)."""
+    h = n // 2
+    if n % 2 == 1 or rule == MEDIAN_IDL:
+        return a[h]
+    return 0.5 * (a[h - 1] + a[h])
+
+
+@njit
+def _clip_sorted(srt, vals, dev, n, sigma, rule):
+    """One-pass clip of vals[:n] given its sorted copy srt[:n]; dev is scratch.
+
+    Returns (centre, threshold): keep |x - centre| <= threshold. MAD uses the exact median.
+    """
+    centre = _median_sorted(srt, n, rule)
+    for i in range(n):
+        dev[i] = abs(vals[i] - centre)
+    _insertion_sort(dev, n)
+    scale = _MAD_TO_SIGMA * _median_sorted(dev, n, MEDIAN_EXACT)
+    return centre, sigma * scale
+
+
+@njit
+def _clipped_mean_1d(values, sigma):
+    """Median centre, 1.4826 MAD scale, reject |x - c| > sigma * scale, mean of the rest.
+
+    NaNs are ignored. Returns (mean, n_kept); (nan, 0) if no finite value.
+    """
+    n = 0
+    vals = np.empty(values.size)
+    for i in range(values.size):
+        if np.isfinite(values[i]):
+            vals[n] = values[i]
+            n += 1
+    if n == 0:
+        return np.nan, 0
+    vals = vals[:n]
+    srt = np.sort(vals)
+    centre = _median_sorted(srt, n, MEDIAN_EXACT)
+    dev = np.sort(np.abs(vals - centre))
+    thresh = sigma * _MAD_TO_SIGMA * _median_sorted(dev, n, MEDIAN_EXACT)
+    s = 0.0
+    k = 0
+    for i in range(n):
+        if abs(vals[i] - centre) <= thresh:
+            s += vals[i]
+            k += 1
+    return s / k, k
+
+
+@njit_parallel
+def _overscan_rows(region, sigma):
+    """Per-row clipped mean of an overscan region (ny, nbias) -> (ny,)."""
+    ny = region.shape[0]
+    out = np.empty(ny)
+    for y in prange(ny):
+        out[y] = _clipped_mean_1d(region[y], sigma)[0]
+    return out
+
+
+@njit
+def _overscan_frame(region, sigma):
+    """Clipped mean of a whole overscan region -> scalar."""
+    return _clipped_mean_1d(region.ravel(), sigma)[0]
+
+
+@njit_parallel
+def _process(
+    raw,
+    level,
+    ty0,
+    tx0,
+    ny,
+    nx,
+    gain,
+    poisson_factor,
+    var_const,
+    exptime,
+    bias,
+    bias_var,
+    has_bias,
+    dark,
+    dark_var,
+    has_dark,
+    bpm,
+    has_bpm,
+    saturation,
+    max_linear,
+    bleed_level,
+    bleed_pad,
+    copy_last_column,
+):
+    """The fused CCD pass over the trimmed region of ``raw`` (ADU).
+
+    Parameters are plain arrays/scalars: ``level`` is the overscan level per raw row (ADU);
+    the trimmed region is ``raw[ty0:ty0+ny, tx0:tx0+nx]``; bias/dark are (ny, nx) or (1, 1)
+    dummies when ``has_*`` is False; dark in e-/s. The read-noise/Poisson variance term is
+    ``poisson_factor * max(signal, 0) + var_const`` (the wrapper sets both for the chosen
+    formula), signal = bias-subtracted electrons before the dark.
+    Returns (data e-, variance e-^2, flags uint16).
+    """
+    data = np.empty((ny, nx))
+    var = np.empty((ny, nx))
+    flags = np.zeros((ny, nx), dtype=np.uint16)
+    row_sat = np.zeros(ny, dtype=np.bool_)
+    for y in prange(ny):
+        ry = ty0 + y
+        lev = level[ry]
+        for x in range(nx):
+            rx = tx0 + x
+            if copy_last_column and x == nx - 1 and nx > 1:
+                rx = tx0 + x - 1
+            r = raw[ry, rx]
+            e = (r - lev) * gain
+            v = 0.0
+            if has_bias:
+                e -= bias[y, x]
+                v += bias_var[y, x]
+            v += poisson_factor * max(e, 0.0) + var_const
+            if has_dark:
+                e -= exptime * dark[y, x]
+                v += exptime * exptime * dark_var[y, x]
+            data[y, x] = e
+            var[y, x] = v
+            f = 0
+            if has_bpm and bpm[y, x]:
+                f |= _BAD_PIXEL
+            if r >= saturation:
+                f |= _SATURATED
+                row_sat[y] = True
+            elif r > max_linear:
+                f |= _NONLINEAR
+            if not (np.isfinite(e) and np.isfinite(v)):
+                f |= _NONFINITE
+            flags[y, x] = f
+    _flag_bleed(raw, ty0, tx0, ny, nx, flags, row_sat, bleed_level, bleed_pad, copy_last_column)
+    return data, var, flags
+
+
+@njit
+def _flag_bleed(raw, ty0, tx0, ny, nx, flags, row_sat, bleed_level, bleed_pad, copy_last_column):
+    """Flag BLEED along columns from saturated pixels (in place).
+
+    From each saturated pixel, walk up and down its column while the raw value stays above
+    ``bleed_level``; those pixels and ``bleed_pad`` more beyond each end are BLEED (saturated
+    pixels themselves are not). Only rows holding a saturated pixel are scanned to find the
+    columns, so frames without saturation cost nothing.
+    """
+    ncol = 0
+    cols = np.zeros(nx, dtype=np.bool_)
+    for y in range(ny):
+        if row_sat[y]:
+            for x in range(nx):
+                if flags[y, x] & _SATURATED and not cols[x]:
+                    cols[x] = True
+                    ncol += 1
+    if ncol == 0:
+        return
+    col_list = np.empty(ncol, dtype=np.int64)
+    k = 0
+    for x in range(nx):
+        if cols[x]:
+            col_list[k] = x
+            k += 1
+    for i in range(ncol):
+        x = col_list[i]
+        rx = tx0 + x
+        if copy_last_column and x == nx - 1 and nx > 1:
+            rx = tx0 + x - 1
+        for y in range(ny):
+            if not flags[y, x] & _SATURATED:
+                continue
+            for step in (-1, 1):
+                yy = y + step
+                while 0 <= yy < ny and not flags[yy, x] & _SATURATED and raw[ty0 + yy, rx] > bleed_level:
+                    flags[yy, x] |= _BLEED
+                    yy += step
+                for _ in range(bleed_pad):
+                    if 0 <= yy < ny and not flags[yy, x] & _SATURATED:
+                        flags[yy, x] |= _BLEED
+                        yy += step
+                    else:
+                        break
+
+
+@njit_parallel
+def _stack(cube, var, valid, sigma, method, rule):
+    """Combine a cube (n, ny, nx) along axis 0, parallel over rows.
+
+    ``valid`` excludes masked/non-finite inputs before any statistic. Sigma clip: centre =
+    median, scale = 1.4826 MAD about it, reject |x - c| > sigma * scale (one pass), mean of
+    survivors, variance = sum of their variances / N_good^2. Median: variance = pi/2 times the
+    variance of the mean (Gaussian asymptotic efficiency). Returns (data, variance, n_good int64);
+    data and variance are nan where n_good = 0.
+    """
+    n, ny, nx = cube.shape
+    out = np.empty((ny, nx))
+    outvar = np.empty((ny, nx))
+    ngood = np.zeros((ny, nx), dtype=np.int64)
+    for y in prange(ny):
+        vals = np.empty(n)
+        vv = np.empty(n)
+        srt = np.empty(n)
+        dev = np.empty(n)
+        for x in range(nx):
+            k = 0
+            for i in range(n):
+                if valid[i, y, x]:
+                    vals[k] = cube[i, y, x]
+                    vv[k] = var[i, y, x]
+                    k += 1
+            if k == 0:
+                out[y, x] = np.nan
+                outvar[y, x] = np.nan
+                continue
+            if method == METHOD_MEAN:
+                s = 0.0
+                sv = 0.0
+                for i in range(k):
+                    s += vals[i]
+                    sv += vv[i]
+                out[y, x] = s / k
+                outvar[y, x] = sv / (k * k)
+                ngood[y, x] = k
+                continue
+            for i in range(k):
+                srt[i] = vals[i]
+            _insertion_sort(srt, k)
+            if method == METHOD_MEDIAN:
+                sv = 0.0
+                for i in range(k):
+                    sv += vv[i]
+                out[y, x] = _median_sorted(srt, k, rule)
+                outvar[y, x] = 0.5 * np.pi * sv / (k * k)
+                ngood[y, x] = k
+                continue
+            centre, thresh = _clip_sorted(srt, vals, dev, k, sigma, rule)
+            s = 0.0
+            sv = 0.0
+            m = 0
+            for i in range(k):
+                if abs(vals[i] - centre) <= thresh:
+                    s += vals[i]
+                    sv += vv[i]
+                    m += 1
+            ngood[y, x] = m
+            if m == 0:  # only possible with a NaN threshold; kept for safety
+                out[y, x] = np.nan
+                outvar[y, x] = np.nan
+            else:
+                out[y, x] = s / m
+                outvar[y, x] = sv / (m * m)
+    return out, outvar, ngood
+
+
+def _warmup():
+    """Compile every kernel of nres.calib on tiny inputs."""
+    rng = np.random.default_rng(0)
+    raw = rng.normal(100.0, 5.0, (6, 8))
+    raw[2, 3] = 1e6
+    level = _overscan_rows(np.ascontiguousarray(raw[:, 6:]), 3.0)
+    _overscan_frame(np.ascontiguousarray(raw[:, 6:]), 3.0)
+    one = np.zeros((1, 1))
+    _process(
+        raw,
+        level,
+        0,
+        0,
+        6,
+        6,
+        1.0,
+        1.0,
+        25.0,
+        1.0,
+        one,
+        one,
+        False,
+        one,
+        one,
+        False,
+        np.zeros((1, 1), dtype=np.bool_),
+        False,
+        1e5,
+        9e4,
+        9e4,
+        1,
+        False,
+    )
+    cube = rng.normal(0.0, 1.0, (3, 2, 2))
+    _stack(cube, np.ones_like(cube), np.ones(cube.shape, dtype=np.bool_), 3.0, METHOD_CLIP, MEDIAN_EXACT)

@@ -1,0 +1,326 @@
+"""Stacking of calibration frames into masters (sigma-clipped mean, median or mean).
+
+The rule (``method="sigma_clip"``), exactly, per pixel: inputs that are masked or not finite are
+left out; one pass: centre = median (mean of the two middle values for even N; the original's
+upper-middle value only with ``median_rule="idl"``), scale = 1.4826 x MAD about that centre,
+reject ``|x - centre| > sigma x scale``, mean of the survivors; variance = sum of the survivors'
+variances / N_good^2; the pixel is masked (flag NO_WEIGHT) where no input survives.
+
+Darks are normalised by their exposure times (the master is in e-/s). All checks (counts, shapes,
+cameras, binning, fiber states, uncertainties, exposure times) run before any pixel is read.
+Given paths, frames are read in row slabs (``section`` of uncompressed or tile-compressed FITS),
+so memory stays bounded by ``max_slab_bytes`` whatever the number of frames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import CCDData, NDData, VarianceUncertainty
+
+from .. import legacy as _legacy
+from ..errors import InvalidInputFileError, InvalidParameterError
+from ..flags import FLAG_DTYPE, Flag, flags_to_mask
+from ..provenance import record_provenance
+from . import _kernels
+
+__all__ = ["stack", "MIN_FRAMES", "STACK_METHODS"]
+
+_STACK = "nres.calib.stack"
+STACK_METHODS = {
+    "sigma_clip": _kernels.METHOD_CLIP,
+    "median": _kernels.METHOD_MEDIAN,
+    "mean": _kernels.METHOD_MEAN,
+}
+#: minimum number of frames per OBSTYPE (BANZAI's values); others need 1
+MIN_FRAMES = {"BIAS": 5, "DARK": 3, "LAMPFLAT": 5, "FLAT": 5, "DOUBLE": 1, "ARC": 1}
+#: header keywords that must agree between the inputs (camera, binning, fiber state, type)
+_MATCH = ("INSTRUME", "CCDSUM", "OBJECTS", "OBSTYPE")
+
+_legacy.register(
+    _STACK,
+    "median_rule",
+    choices=("exact", "idl"),
+    default="exact",
+    legacy="idl",
+    reference="idl-calib-trace-extract.md 12, 16.20",
+    summary="avg_biasdark: even-N median is the upper-middle value, not the mean of the two",
+)
+
+
+class _Source:
+    """One input: header, shape, and row-slab readers (in memory or from a file)."""
+
+    def __init__(self, item, index):
+        self.index = index
+        if isinstance(item, str | Path):
+            self.name = str(item)
+            self._open_file(Path(item))
+        elif isinstance(item, NDData):
+            self.name = f"frames[{index}]"
+            self.hdul = None
+            self.header = item.meta if item.meta is not None else {}
+            self.data = np.asarray(item.data)
+            self.shape = self.data.shape
+            unc = item.uncertainty
+            if unc is None:
+                self.var = None
+            else:
+                if not isinstance(unc, VarianceUncertainty):
+                    unc = unc.represent_as(VarianceUncertainty)
+                self.var = np.asarray(unc.array)
+            self.mask = None if item.mask is None else np.asarray(item.mask, dtype=bool)
+            self.flags = getattr(item, "flags", None)
+            self.unit = item.unit if hasattr(item, "unit") else None
+        else:
+            msg = f"frames_or_paths[{index}]: expected a CCDData or a path, got {type(item).__name__}"
+            raise InvalidParameterError(msg)
+
+    def _open_file(self, path):
+        if not path.exists():
+            raise InvalidInputFileError(path, "file not found")
+        try:
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=True)
+            hdus = list(hdul)
+        except OSError as err:
+            raise InvalidInputFileError(path, f"not a readable FITS file ({err})") from None
+        image = [h for h in hdus if h.is_image and h.header.get("NAXIS", 0) == 2]
+        if not image:
+            raise InvalidInputFileError(path, "no 2-D image HDU")
+        self.hdul = hdul
+        self._data_hdu = image[0]
+        self.header = hdus[0].header.copy()
+        if image[0] is not hdus[0]:  # compressed or extension image: add its own keywords
+            for key, value in image[0].header.items():
+                if key not in self.header and key not in ("XTENSION", "PCOUNT", "GCOUNT", "EXTNAME"):
+                    self.header[key] = value
+        self.shape = tuple(self._data_hdu.shape)
+        names = {h.name.upper(): h for h in hdus}
+        self._var_hdu = names.get("UNCERT")
+        self._var_is_std = False
+        if self._var_hdu is not None:
+            utype = str(self._var_hdu.header.get("UTYPE", "VarianceUncertainty"))
+            if "StdDev" in utype:
+                self._var_is_std = True
+            elif "Inverse" in utype:
+                raise InvalidInputFileError(path, f"UNCERT extension of type {utype} is not supported")
+        self._mask_hdu = names.get("MASK")
+        self.var = None if self._var_hdu is None else True
+        self.mask = None if self._mask_hdu is None else True
+        self.flags = None
+        self.unit = self.header.get("BUNIT")
+
+    def rows(self, y0, y1):
+        """(data, variance, mask or None) of rows y0:y1 as float64/bool arrays."""
+        if self.hdul is None:
+            d = self.data[y0:y1]
+            v = self.var[y0:y1]
+            m = None if self.mask is None else self.mask[y0:y1]
+            return d, v, m
+        d = np.asarray(self._data_hdu.section[y0:y1], dtype=np.float64)
+        v = np.asarray(self._var_hdu.section[y0:y1], dtype=np.float64)
+        if self._var_is_std:
+            v = v * v
+        m = None if self._mask_hdu is None else np.asarray(self._mask_hdu.section[y0:y1]) != 0
+        return d, v, m
+
+    def close(self):
+        if self.hdul is not None:
+            self.hdul.close()
+
+
+def _check(sources, obstype, min_frames, method):
+    """Every validation, before any pixel is read."""
+    if not sources:
+        raise InvalidParameterError("frames_or_paths: expected at least one frame, got none")
+    first = sources[0]
+    kinds = {s.hdul is None for s in sources}
+    if len(kinds) > 1:
+        raise InvalidParameterError("frames_or_paths: give either all CCDData or all paths, not a mix")
+    for s in sources:
+        if s.shape != first.shape or len(s.shape) != 2:
+            msg = f"{s.name}: shape {s.shape} differs from {first.name}'s {first.shape}"
+            raise InvalidParameterError(msg)
+        for key in _MATCH:
+            a, b = first.header.get(key), s.header.get(key)
+            if a is not None and b is not None and str(a).strip().upper() != str(b).strip().upper():
+                msg = f"{s.name}: {key} = {b!r} differs from {first.name}'s {a!r}; stack like frames only"
+                raise InvalidParameterError(msg)
+        if s.var is None:
+            msg = (
+                f"{s.name}: no variance (uncertainty / UNCERT extension); stack propagates variances, "
+                "so process frames with nres.calib.process_ccd first"
+            )
+            raise InvalidParameterError(msg)
+    if obstype is None:
+        obstype = first.header.get("OBSTYPE")
+    obstype = None if obstype is None else str(obstype).strip().upper()
+    need = MIN_FRAMES.get(obstype, 1) if min_frames is None else int(min_frames)
+    if len(sources) < need:
+        msg = f"frames_or_paths: {len(sources)} {obstype or 'frames'} given, at least {need} needed"
+        raise InvalidParameterError(msg)
+    scale = np.ones(len(sources))
+    if obstype == "DARK":
+        for i, s in enumerate(sources):
+            t = s.header.get("EXPTIME")
+            if t is None or not float(t) > 0:
+                msg = f"{s.name}: a dark needs EXPTIME > 0 to be normalised to e-/s, got {t!r}"
+                raise InvalidParameterError(msg)
+            scale[i] = 1.0 / float(t)
+    if method not in STACK_METHODS:
+        msg = f"method: expected one of {sorted(STACK_METHODS)}, got {method!r}"
+        raise InvalidParameterError(msg)
+    return obstype, scale
+
+
+def stack(
+    frames_or_paths,
+    *,
+    method: str = "sigma_clip",
+    sigma: float = 3.0,
+    obstype: str | None = None,
+    min_frames: int | None = None,
+    median_rule: str | None = None,
+    legacy: bool = False,
+    return_ngood: bool = False,
+    max_slab_bytes: int = 4_000_000,
+):
+    """Combine calibration frames into a master.
+
+    Parameters
+    ----------
+    frames_or_paths : sequence of CCDData or of paths
+        Processed frames (electrons) with variance; or FITS files written from such frames
+        (primary or first image HDU = data, ``UNCERT`` = variance or standard deviation,
+        optional ``MASK``), plain or tile-compressed. All must share shape, INSTRUME (camera),
+        CCDSUM (binning), OBJECTS (fiber state) and OBSTYPE.
+    method : {"sigma_clip", "median", "mean"}
+        Combination (see the module docstring). ``"median"``: variance = pi/2 x (sum of
+        variances / N^2). ``"mean"``: plain mean of the valid inputs.
+    sigma : float
+        Rejection threshold in robust standard deviations (``"sigma_clip"``).
+    obstype : str, optional
+        Frame type; default the inputs' OBSTYPE. DARK frames are divided by EXPTIME (master in
+        e-/s, EXPTIME = 1 in its header).
+    min_frames : int, optional
+        Minimum number of inputs; default :data:`MIN_FRAMES` (BIAS 5, DARK 3, LAMPFLAT 5,
+        DOUBLE/ARC 1, other 1).
+    median_rule : {"exact", "idl"}, optional
+        Median of an even count: mean of the two middle values (default) or the original's
+        upper-middle value (legacy).
+    legacy : bool
+        Turn on every legacy option not given explicitly.
+    return_ngood : bool
+        Also return the N_good plane.
+    max_slab_bytes : int
+        Size of the working cube per row slab (bytes); bounds memory when reading paths.
+
+    Returns
+    -------
+    CCDData or (CCDData, ndarray)
+        The master (float64, with ``VarianceUncertainty``, ``flags`` NO_WEIGHT where no input
+        survived, OR-ed with the inputs' flags there, and ``mask``); header = the first input's
+        with NCOMBINE, NGOODMIN, NGOODMAX and provenance. With ``return_ngood``, also the int16
+        N_good plane (ny, nx): write it as an ``ImageHDU(name="NGOOD")`` beside the master.
+
+    Raises
+    ------
+    InvalidParameterError
+        Too few frames, mismatched shapes/cameras/binning/fiber states/types, missing variance,
+        a dark without EXPTIME, or an unknown method/option. Raised before any pixel is read.
+    InvalidInputFileError
+        A path is missing or not a FITS image.
+    """
+    rule = _legacy.resolve(_STACK, legacy, median_rule=median_rule)["median_rule"]
+    items = list(frames_or_paths) if not isinstance(frames_or_paths, str | Path) else [frames_or_paths]
+    sources = []
+    try:
+        for i, item in enumerate(items):
+            sources.append(_Source(item, i))
+        obstype, scale = _check(sources, obstype, min_frames, method)
+        data, var, ngood = _combine(
+            sources,
+            scale,
+            float(sigma),
+            STACK_METHODS[method],
+            _kernels.MEDIAN_IDL if rule == "idl" else _kernels.MEDIAN_EXACT,
+            int(max_slab_bytes),
+        )
+    finally:
+        for s in sources:
+            s.close()
+    flags = np.zeros(data.shape, dtype=FLAG_DTYPE)
+    none = ngood == 0
+    if none.any():
+        flags[none] = FLAG_DTYPE(Flag.NO_WEIGHT)
+        for s in sources:
+            if s.flags is not None:
+                flags[none] |= np.asarray(s.flags, dtype=FLAG_DTYPE)[none]
+    meta = sources[0].header.copy()
+    meta["NCOMBINE"] = len(sources)
+    meta["NGOODMIN"] = int(ngood.min())
+    meta["NGOODMAX"] = int(ngood.max())
+    unit = sources[0].unit
+    if obstype == "DARK":
+        meta["EXPTIME"] = 1.0
+        meta["BUNIT"] = "electron / s"
+        unit = u.electron / u.s
+    record_provenance(
+        meta,
+        _STACK,
+        method=method,
+        sigma=float(sigma),
+        median_rule=rule,
+        nframes=len(sources),
+        obstype=obstype,
+    )
+    out = CCDData(
+        data,
+        unit=unit if unit is not None else u.electron,
+        uncertainty=VarianceUncertainty(var),
+        mask=flags_to_mask(flags),
+        flags=flags,
+        meta=meta,
+    )
+    if return_ngood:
+        return out, ngood.astype(np.int16)
+    return out
+
+
+def _combine(sources, scale, sigma, method, rule, max_slab_bytes):
+    n = len(sources)
+    ny, nx = sources[0].shape
+    # bytes per row of the working cube: data + variance (float64) + mask (bool)
+    rows = max(1, min(ny, max_slab_bytes // (n * nx * 17)))
+    data = np.empty((ny, nx))
+    var = np.empty((ny, nx))
+    ngood = np.empty((ny, nx), dtype=np.int64)
+    cube = np.empty((n, rows, nx))
+    vcube = np.empty((n, rows, nx))
+    valid = np.empty((n, rows, nx), dtype=np.bool_)
+    for y0 in range(0, ny, rows):
+        y1 = min(ny, y0 + rows)
+        k = y1 - y0
+        for i, s in enumerate(sources):
+            d, v, m = s.rows(y0, y1)
+            if scale[i] == 1.0:
+                cube[i, :k] = d
+                vcube[i, :k] = v
+            else:
+                np.multiply(d, scale[i], out=cube[i, :k])
+                np.multiply(v, scale[i] * scale[i], out=vcube[i, :k])
+            np.isfinite(cube[i, :k], out=valid[i, :k])
+            valid[i, :k] &= np.isfinite(vcube[i, :k])
+            if m is not None:
+                valid[i, :k] &= ~m
+        if k == rows:
+            c, vc, va = cube, vcube, valid
+        else:
+            c = np.ascontiguousarray(cube[:, :k])
+            vc = np.ascontiguousarray(vcube[:, :k])
+            va = np.ascontiguousarray(valid[:, :k])
+        data[y0:y1], var[y0:y1], ngood[y0:y1] = _kernels._stack(c, vc, va, sigma, method, rule)
+    return data, var, ngood
