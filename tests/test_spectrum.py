@@ -93,7 +93,7 @@ def test_attributes_and_defaults(spec, inp):
     assert spec.wavelength.unit == u.nm and spec.wavelength.dtype == np.float64
     assert (spec.wavelength_medium, spec.wavelength_frame) == ("vacuum", "topocentric")
     assert spec.flags.dtype == np.uint16 and spec.mask.dtype == bool
-    assert "57" in repr(spec) and "61" in repr(spec)
+    assert "57" in repr(spec) and "61" in repr(spec) and str(spec) == repr(spec)
 
 
 def test_flags_to_mask_rule(spec):

@@ -913,6 +913,9 @@ class EchelleSpectrum(NDData):
             raise InvalidParameterError(msg)
         return Spectrum(**parts, meta=self._specutils_meta(fiber, order=int(order), pixel=pixel))
 
+    def __str__(self) -> str:
+        return repr(self)
+
     def __repr__(self) -> str:
         wl = "no wavelength" if self._wavelength is None else f"{self._medium}/{self._frame} wavelength"
         return (
