@@ -603,3 +603,11 @@ def test_to_spectrum_values_and_errors(spec, inp):
         _build(inp, wavelength=None).to_spectrum_collection(0)
     with pytest.raises(KeyError, match="fiber 5"):
         spec.to_spectrum_collection(5)
+
+
+def test_pickle_round_trip_for_process_pools(spec):
+    import pickle
+
+    back = pickle.loads(pickle.dumps(spec))
+    _assert_same(spec, back)
+    assert back.uncertainty.parent_nddata is back
