@@ -400,6 +400,17 @@ def test_to_medium_calls_the_right_conversion(spec, fake_airvac):
     np.testing.assert_array_equal(same.wavelength.value, spec.wavelength.value)
 
 
+def test_to_medium_with_the_real_airvac_module(spec):
+    # Edlen (1966): n - 1 = 1e-8 (8342.13 + 2406030 / (130 - s2) + 15997 / (38.9 - s2)), s2 = (1/lam_um)^2;
+    # at 500 nm vacuum s2 = 4, n - 1 = 2.7895973e-4, so lam_air = 499.8605590 nm (hand-evaluated).
+    # 1e-6 nm tolerance: far below the 4e-4 nm step to Edlen's 1953 formula, far above rounding.
+    wl = np.full(SHAPE, 500.0) * u.nm
+    air = spec.with_wavelength(wl, medium="vacuum", frame="topocentric").to_medium("air")
+    np.testing.assert_allclose(air.wavelength.value, 499.860559034, rtol=0, atol=1e-6)
+    back = air.to_medium("vacuum")
+    np.testing.assert_allclose(back.wavelength.value, 500.0, rtol=0, atol=1e-9)  # inverse is iterated
+
+
 # ----- normalisation ------------------------------------------------------------------------------
 def test_normalized_by_continuum_and_blaze(spec, inp):
     c = spec.normalized()  # default: the continuum, which this spectrum has
@@ -567,6 +578,18 @@ def test_read_missing_and_non_fits(tmp_path):
     with pytest.raises(InvalidInputFileError, match="not a readable FITS") as err:
         EchelleSpectrum.read(text)
     assert str(text) in str(err.value)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99])
+def test_read_truncated_file(spec, tmp_path, keep):
+    path = tmp_path / "full.fits"
+    spec.write(path)
+    raw = path.read_bytes()
+    cut = tmp_path / "cut.fits"
+    cut.write_bytes(raw[: int(len(raw) * keep)])  # 0.99 cuts into the last block (table padding)
+    with pytest.raises(InvalidInputFileError, match="truncated|not a readable") as err:
+        EchelleSpectrum.read(cut)
+    assert str(cut) in str(err.value)
 
 
 # ----- specutils ----------------------------------------------------------------------------------

@@ -790,15 +790,23 @@ class EchelleSpectrum(NDData):
         path = Path(path)
         if not path.exists():
             raise InvalidInputFileError(path, "file does not exist")
-        try:
-            with fits.open(path, memmap=False) as hdul:
-                parts = {
-                    hdu.name: (hdu.header.copy(), None if hdu.data is None else np.array(hdu.data))
-                    for hdu in hdul
-                }
-                primary = hdul[0].header.copy()
-        except (OSError, ValueError, TypeError) as err:
-            raise InvalidInputFileError(path, f"not a readable FITS file ({err})") from err
+        # astropy only *warns* about a truncated file (and may still return data): make it an error
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                with fits.open(path, memmap=False) as hdul:
+                    parts = {
+                        hdu.name: (hdu.header.copy(), None if hdu.data is None else np.array(hdu.data))
+                        for hdu in hdul
+                    }
+                    primary = hdul[0].header.copy()
+            except (OSError, ValueError, TypeError) as err:
+                raise InvalidInputFileError(path, f"not a readable FITS file ({err})") from err
+        for w in caught:
+            if "truncated" in str(w.message):
+                raise InvalidInputFileError(path, f"truncated or corrupt file ({w.message})")
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return cls._from_parts(path, primary, parts)
 
     @classmethod
