@@ -1,1 +1,7 @@
-"""nres.extract"""
+"""nres.extract: order tracing and identification (profiles and extraction follow)."""
+
+from .identify import identify_traces, lit_fibers
+from .profiles import Profiles
+from .trace import find_traces, refine_traces
+
+__all__ = ["find_traces", "refine_traces", "identify_traces", "lit_fibers", "Profiles"]
