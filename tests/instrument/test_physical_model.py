@@ -323,3 +323,15 @@ def test_construction_validates_and_is_immutable():
     x = np.array([1.0, 2.0])
     model.wavelength(x, 60)
     assert x.tolist() == [1.0, 2.0]
+
+
+def test_air_output_is_explicit_edlen():
+    model = PhysicalModel(**HEADER_PARAMS)
+    vac = model.wavelength(2048.0, 90, 1)
+    air = model.wavelength(2048.0, 90, 1, medium="air")
+    # Edlen (1966) by hand at 0.5184 um: sigma^2 = 3.7211 um^-2,
+    # (n - 1) 1e8 = 8342.13 + 2406030 / (130 - 3.7211) + 15997 / (38.9 - 3.7211) = 27850.2
+    n_minus_1 = (vac / air).decompose().value - 1.0
+    assert n_minus_1 == pytest.approx(2.78502e-4, abs=2e-9)
+    grid_air = model.wavelength_grid(medium="air")
+    assert grid_air[1, 38, 2048].value == pytest.approx(air.value, abs=1e-12)
