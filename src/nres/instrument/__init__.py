@@ -16,8 +16,8 @@ _EXPORTS = {
     "camera_info": "cameras", "CameraInfo": "cameras",
     # spectrograph.py / physical_model.py
     "spectrograph_table": "spectrograph", "PhysicalModel": "physical_model",
-    # reference_traces.py
-    "reference_traces": "reference_traces", "reference_trace_files": "reference_traces",
+    # trace_tables.py (not reference_traces.py: a submodule named like its function would shadow it)
+    "reference_traces": "trace_tables", "reference_trace_files": "trace_tables",
     # linelists.py / airvac.py
     "thar_lines": "linelists", "air_to_vacuum": "airvac", "vacuum_to_air": "airvac",
     "refractive_index_air": "airvac",
