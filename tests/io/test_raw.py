@@ -293,6 +293,19 @@ def test_corrupt_compressed_data_fails_checksum(tmp_path, raw_fz):
     _expect(path, "truncated or corrupt", "Checksum")
 
 
+def test_checksum_verification_can_be_turned_off(tmp_path, raw_image):
+    # a header edited in place (here: one card overwritten) leaves a stale CHECKSUM behind
+    path = write_raw(tmp_path / "edited.fits.fz", image=raw_image)
+    data = path.read_bytes()
+    old = b"PROPID  = 'calibrate'"
+    assert data.count(old) == 1  # only in the SPECTRUM header
+    path.write_bytes(data.replace(old, b"PROPID  = 'calibrXte'"))
+    _expect(path, "Checksum")
+    got = read_raw(path, verify_checksum=False)
+    assert got.frame.meta["PROPID"] == "calibrXte"
+    np.testing.assert_array_equal(got.frame.data, raw_image)
+
+
 def test_corrupt_compressed_data_without_checksum(tmp_path, raw_image):
     good = write_raw(tmp_path / "good.fits.fz", image=raw_image, checksum=False)
     path = tmp_path / "corrupt.fits.fz"

@@ -76,13 +76,17 @@ class RawFrame:
     path: Path | None = None
 
 
-def read_raw(path) -> RawFrame:
+def read_raw(path, *, verify_checksum: bool = True) -> RawFrame:
     """Read a raw NRES composite data product.
 
     Parameters
     ----------
     path : str or os.PathLike
         A ``.fits`` or fpacked ``.fits.fz`` file. It is opened read-only and never modified.
+    verify_checksum : bool, optional
+        Verify CHECKSUM/DATASUM cards where the file has them (default True): a mismatch means
+        corrupt data (bit flips in compressed tiles can decode silently to wrong values). Set
+        False only for a file whose header was edited without updating its checksums.
 
     Returns
     -------
@@ -115,15 +119,15 @@ def read_raw(path) -> RawFrame:
     with warnings.catch_warnings(record=True) as caught:
         # astropy reports truncation and checksum failures as warnings: collect them, decide here
         warnings.simplefilter("always")
-        raw = _read(path, caught)
+        raw = _read(path, caught, verify_checksum=bool(verify_checksum))
     for w in caught:  # pass on anything else (non-standard cards, nres' own warnings)
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return raw
 
 
-def _read(path: Path, caught: list) -> RawFrame:
+def _read(path: Path, caught: list, *, verify_checksum: bool) -> RawFrame:
     try:
-        hdul = fits.open(path, mode="readonly", memmap=False, checksum=True, lazy_load_hdus=False)
+        hdul = fits.open(path, mode="readonly", memmap=False, checksum=verify_checksum, lazy_load_hdus=False)
     except Exception as err:  # astropy raises OSError, ValueError, TypeError... for non-FITS bytes
         raise InvalidInputFileError(path, f"not a readable FITS file ({err})") from None
     try:
