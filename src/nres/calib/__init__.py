@@ -5,6 +5,7 @@ Public API: :func:`process_ccd` (one fused numba pass) and its individual steps,
 the selection rules in :mod:`nres.calib.select`.
 """
 
+from . import select
 from .ccd import (
     ccd_parameters,
     flag_pixels,
@@ -16,6 +17,7 @@ from .ccd import (
     subtract_overscan,
     trim,
 )
+from .cosmic import flag_cosmic_rays
 from .overscan import OVERSCAN_MODES, overscan_level
 from .sections import parse_section
 from .stack import MIN_FRAMES, STACK_METHODS, stack
@@ -34,6 +36,8 @@ __all__ = [
     "OVERSCAN_MODES",
     "parse_section",
     "stack",
+    "flag_cosmic_rays",
+    "select",
     "MIN_FRAMES",
     "STACK_METHODS",
 ]
