@@ -1,0 +1,258 @@
+"""Jitted kernels of nres.rv (private). Numpy twins live in tests/rv/_naive.py.
+
+Orders are packed one after the other in flat arrays with ``start`` offsets (int64, length
+n_order + 1), so one kernel call covers all orders and ``prange`` runs over orders (independent
+outputs). No fastmath: every kernel here is a correlation accumulator or a least-squares sum.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._jit import njit, njit_parallel
+
+__all__ = ["template_ccf", "fit_normal_equations", "mask_ccf", "mask_ccf_variance"]
+
+
+@njit
+def _lerp_uniform(values, u0, h, u):
+    """Linear interpolation of ``values`` sampled at u0 + k h; NaN outside."""
+    t = (u - u0) / h
+    k = int(np.floor(t))
+    if k < 0 or k >= values.size - 1:
+        return np.nan
+    f = t - k
+    return values[k] * (1.0 - f) + values[k + 1] * f
+
+
+@njit_parallel
+def template_ccf(x, y, start, tvals, tstart, tu0, h, shifts):
+    """Cross-correlation of per-order data with a uniformly sampled template.
+
+    ``ccf[o, j] = sum_i y_i T_o(x_i - shifts[j])`` over the pixels i of order o, with T_o linearly
+    interpolated on its grid ``tu0[o] + k h`` (``tvals[tstart[o]:tstart[o+1]]``); pixels that fall
+    outside the template grid add nothing.
+
+    Parameters
+    ----------
+    x, y : float64 (n_total,)
+        ln(wavelength) and weighted, high-passed data of every order, packed.
+    start : int64 (n_order + 1,)
+    tvals : float64 (n_template_total,)
+    tstart : int64 (n_order + 1,)
+    tu0 : float64 (n_order,)
+    h : float
+        Template grid step in ln(wavelength).
+    shifts : float64 (n_shift,)
+        Trial ln(1 + z).
+
+    Returns
+    -------
+    ccf : float64 (n_order, n_shift)
+    """
+    n_order = start.size - 1
+    ccf = np.zeros((n_order, shifts.size))
+    for o in prange(n_order):
+        tv = tvals[tstart[o] : tstart[o + 1]]
+        for j in range(shifts.size):
+            acc = 0.0
+            for i in range(start[o], start[o + 1]):
+                v = _lerp_uniform(tv, tu0[o], h, x[i] - shifts[j])
+                if v == v:
+                    acc += y[i] * v
+            ccf[o, j] = acc
+    return ccf
+
+
+@njit
+def fit_normal_equations(t, tv, td, b, d, w, coef):
+    """Normal equations of one Gauss-Newton step of the template fit of one order.
+
+    Model ``m_i = b_i P(t_i) T_i`` with ``P = sum_k coef[k] L_k(t)`` (Legendre, t in [-1, 1]) and
+    ``T_i`` the template at ``x_i - s``; unknowns are the coefficients and ``s = ln(1 + z)``, whose
+    derivative is ``-b_i P(t_i) T'_i``.
+
+    Parameters
+    ----------
+    t, tv, td, b, d, w : float64 (n,)
+        Normalised pixel coordinate, template value and d/d(ln lambda) derivative at ``x - s``,
+        blaze (or 1), data and weight (1 / variance; 0 for bad pixels).
+    coef : float64 (degree + 1,)
+        Current polynomial coefficients.
+
+    Returns
+    -------
+    a : float64 (degree + 2, degree + 2)
+        J^T W J.
+    r : float64 (degree + 2,)
+        J^T W (d - m).
+    chi2 : float
+        Weighted sum of squared residuals at the current parameters.
+    """
+    nk = coef.size
+    npar = nk + 1
+    a = np.zeros((npar, npar))
+    r = np.zeros(npar)
+    col = np.zeros(npar)
+    leg = np.zeros(nk)
+    chi2 = 0.0
+    for i in range(t.size):
+        if w[i] <= 0.0:
+            continue
+        # Legendre polynomials by recurrence
+        leg[0] = 1.0
+        if nk > 1:
+            leg[1] = t[i]
+        for k in range(2, nk):
+            leg[k] = ((2 * k - 1) * t[i] * leg[k - 1] - (k - 1) * leg[k - 2]) / k
+        p = 0.0
+        for k in range(nk):
+            p += coef[k] * leg[k]
+        for k in range(nk):
+            col[k] = b[i] * leg[k] * tv[i]
+        col[nk] = -b[i] * p * td[i]
+        res = d[i] - b[i] * p * tv[i]
+        chi2 += w[i] * res * res
+        for k in range(npar):
+            r[k] += w[i] * col[k] * res
+            for m in range(k, npar):
+                a[k, m] += w[i] * col[k] * col[m]
+    for k in range(npar):
+        for m in range(k):
+            a[k, m] = a[m, k]
+    return a, r, chi2
+
+
+@njit
+def _first_edge_above(edges, lo, hi, value):
+    """Smallest index k in [lo, hi) with edges[k] > value (hi if none); edges increasing."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if edges[mid] > value:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@njit
+def _mask_order(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, o, coeff_g, num, den, use_g):
+    """Accumulate the mask CCF of order o (numerator, denominator) or its variance weights."""
+    e0 = estart[o]
+    ne = estart[o + 1] - e0  # n_pix + 1 edges
+    p0 = pstart[o]
+    elo = edges[e0]
+    ehi = edges[e0 + ne - 1]
+    # one set of lines for the whole velocity grid: holes inside the order at every trial z
+    # (a set that changed along the grid would make the CCF asymmetric)
+    zmin = zs.min()
+    zmax = zs.max()
+    for j in range(zs.size):
+        f1 = 1.0 + zs[j]
+        nacc = 0.0
+        dacc = 0.0
+        for l in range(lrange[o, 0], lrange[o, 1]):
+            if lline[l] * (1.0 + zmin) < elo or hline[l] * (1.0 + zmax) > ehi:
+                continue
+            lo = lline[l] * f1
+            hi = hline[l] * f1
+            k = _first_edge_above(edges, e0, e0 + ne, lo) - 1  # edge k <= lo < edge k+1
+            width = hi - lo
+            while k < e0 + ne - 1 and edges[k] < hi:
+                a = max(lo, edges[k])
+                c = min(hi, edges[k + 1])
+                if c > a:
+                    frac = (c - a) / width
+                    i = p0 + (k - e0)
+                    if use_g:
+                        coeff_g[i] += num[o, j] * wline[l] * frac  # num holds g here
+                    else:
+                        nacc += wline[l] * frac * d[i]
+                        dacc += wline[l] * frac * b[i]
+                k += 1
+        if not use_g:
+            num[o, j] = nacc
+            den[o, j] = dacc
+
+
+@njit_parallel
+def mask_ccf(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs):
+    """Binary-mask CCF per order: box lines of relative width, pixel-overlap weighted.
+
+    ``num[o, j] = sum_l w_l sum_i f_il(z_j) d_i`` and ``den[o, j] = sum_l w_l sum_i f_il(z_j) b_i``
+    where ``f_il`` is the fraction of the hole ``[lline_l, hline_l] (1 + z_j)`` inside pixel i (pixel
+    i spans ``edges[i], edges[i+1]`` of its order); holes not entirely inside the order are skipped.
+    ``num / den`` is the blaze-weighted normalised CCF.
+
+    Parameters
+    ----------
+    edges : float64 (n_total_edges,)
+        Increasing pixel-edge wavelengths, per order ``n_pix + 1`` values, packed (``estart``).
+    estart : int64 (n_order + 1,)
+    d, b : float64 (n_total,)
+        Data and blaze (or continuum) of every pixel, packed (``pstart``); bad pixels have d = b = 0.
+    pstart : int64 (n_order + 1,)
+    lline, hline, wline : float64 (n_line,)
+        Hole edges (same unit as ``edges``, rest frame) and weights.
+    lrange : int64 (n_order, 2)
+        Candidate lines [start, stop) of each order (a superset is fine; only holes inside the
+        order at every trial z are used).
+    zs : float64 (n_z,)
+        Trial redshifts.
+
+    Returns
+    -------
+    num, den : float64 (n_order, n_z)
+    """
+    n_order = estart.size - 1
+    num = np.zeros((n_order, zs.size))
+    den = np.zeros((n_order, zs.size))
+    dummy = np.zeros(1)
+    for o in prange(n_order):
+        _mask_order(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, o, dummy, num, den, False)
+    return num, den
+
+
+@njit_parallel
+def mask_ccf_variance(edges, estart, var, pstart, lline, hline, wline, lrange, zs, g):
+    """Variance of the linear functional ``sum_j g[o, j] num[o, j]`` of each order's mask CCF.
+
+    ``sum_i (sum_j g[o, j] sum_l w_l f_il(z_j))^2 var_i`` for every order o (pixels independent).
+
+    Returns
+    -------
+    variance : float64 (n_order,)
+    """
+    n_order = estart.size - 1
+    out = np.zeros(n_order)
+    coeff = np.zeros(var.size)
+    dummy = np.zeros((n_order, zs.size))
+    for o in prange(n_order):
+        _mask_order(
+            edges, estart, var, var, pstart, lline, hline, wline, lrange, zs, o, coeff, g, dummy, True
+        )
+        acc = 0.0
+        for i in range(pstart[o], pstart[o + 1]):
+            acc += coeff[i] * coeff[i] * var[i]
+        out[o] = acc
+    return out
+
+
+def _warmup():
+    """Compile every kernel on tiny inputs."""
+    x = np.linspace(0.0, 1e-3, 8)
+    start = np.array([0, 8], dtype=np.int64)
+    tv = np.ones(16)
+    template_ccf(
+        x, np.ones(8), start, tv, np.array([0, 16], dtype=np.int64), np.array([-1e-4]), 1e-4, np.zeros(2)
+    )
+    fit_normal_equations(
+        np.linspace(-1, 1, 8), np.ones(8), np.ones(8), np.ones(8), np.ones(8), np.ones(8), np.ones(2)
+    )
+    edges = np.linspace(500.0, 501.0, 9)
+    estart = np.array([0, 9], dtype=np.int64)
+    lines = np.array([500.4]), np.array([500.45]), np.array([1.0])
+    lrange = np.array([[0, 1]], dtype=np.int64)
+    mask_ccf(edges, estart, np.ones(8), np.ones(8), start, *lines, lrange, np.zeros(2))
+    mask_ccf_variance(edges, estart, np.ones(8), start, *lines, lrange, np.zeros(2), np.ones((1, 2)))

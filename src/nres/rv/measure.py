@@ -1,0 +1,597 @@
+"""Radial velocities of an extracted spectrum: template least-squares fit and binary-mask CCF.
+
+Redshifts are exact: a template or mask line at rest wavelength ``lambda_0`` is observed at
+``lambda_0 (1 + z)``; the fit works in ``s = ln(1 + z)`` (a shift in ln lambda) and reports
+``z = exp(s) - 1`` and ``rv = c z`` (:mod:`nres.doppler`). The template/mask is converted to the
+spectrum's medium, and a topocentric template to the barycentric frame, explicitly; every
+conversion is recorded in ``RVResult.meta["conversions"]``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import Distance, SkyCoord
+from astropy.table import QTable
+from astropy.time import Time
+from scipy.optimize import OptimizeWarning, curve_fit
+
+from ..doppler import C_M_S, barycentric_z, observed_z
+from ..errors import FitError, InvalidParameterError
+from ..flags import Flag
+from . import _kernels
+from .barycentric import barycentric_correction
+from .masks import LineMask
+from .result import RVResult
+from .template import Template
+
+__all__ = ["measure", "HEADER_KEYWORDS"]
+
+#: Header keywords read when target/obstime/location are not given (NRES e91 / raw conventions).
+HEADER_KEYWORDS = {
+    "RA": "right ascension (deg, or sexagesimal hours 'hh:mm:ss')",
+    "DEC": "declination (deg, or sexagesimal 'dd:mm:ss')",
+    "PMRA": "proper motion in RA * cos(Dec), mas/yr (optional, 0)",
+    "PMDEC": "proper motion in Dec, mas/yr (optional, 0)",
+    "PARALLAX": "parallax, mas (optional; with PM and RADVEL the space motion is applied)",
+    "RADVEL": "catalogue radial velocity, km/s (optional, 0)",
+    "EPOCH": "catalogue epoch, Julian year (optional, 2000.0)",
+    "MJD-OBS": "exposure start (MJD UTC); or DATE-OBS (ISO UTC)",
+    "EXPTIME": "exposure time, s: the RV time is start + EXPTIME / 2",
+    "SITEID": "NRES site code (lsc, elp, cpt, tlv, bpl)",
+}
+
+_METHODS = ("template", "mask")
+_GAUSS_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
+
+
+# ----- inputs ---------------------------------------------------------------------------------------
+def _pick_fiber(spec, fiber) -> int:
+    fibers = np.asarray(spec.fibers)
+    if fiber is None:
+        science = [k for k, f in enumerate(fibers) if f != 1]
+        if len(fibers) == 1:
+            return 0
+        if len(science) == 1:
+            return science[0]
+        msg = f"fiber: the spectrum has fibers {fibers.tolist()}; say which one (fiber=...)"
+        raise InvalidParameterError(msg)
+    hits = np.flatnonzero(fibers == int(fiber))
+    if hits.size != 1:
+        msg = f"fiber: {fiber} is not among the spectrum's fibers {fibers.tolist()}"
+        raise InvalidParameterError(msg)
+    return int(hits[0])
+
+
+def _header_target(meta) -> SkyCoord:
+    try:
+        ra, dec = meta["RA"], meta["DEC"]
+    except KeyError:
+        msg = "target: not given and the spectrum's header has no RA/DEC"
+        raise InvalidParameterError(msg) from None
+    ra_unit = u.hourangle if isinstance(ra, str) and ":" in ra else u.deg
+    kwargs = {}
+    if "PARALLAX" in meta and float(meta["PARALLAX"]) > 0:
+        kwargs = {
+            "pm_ra_cosdec": float(meta.get("PMRA", 0.0)) * u.mas / u.yr,
+            "pm_dec": float(meta.get("PMDEC", 0.0)) * u.mas / u.yr,
+            "distance": Distance(parallax=float(meta["PARALLAX"]) * u.mas),
+            "radial_velocity": float(meta.get("RADVEL", 0.0)) * u.km / u.s,
+            "obstime": Time(float(meta.get("EPOCH", 2000.0)), format="jyear", scale="tdb"),
+        }
+    return SkyCoord(ra, dec, unit=(ra_unit, u.deg), **kwargs)
+
+
+def _header_obstime(meta) -> Time:
+    if "MJD-OBS" in meta:
+        start = Time(float(meta["MJD-OBS"]), format="mjd", scale="utc")
+    elif "DATE-OBS" in meta:
+        start = Time(meta["DATE-OBS"], scale="utc")
+    else:
+        msg = "obstime: not given and the spectrum's header has no MJD-OBS or DATE-OBS"
+        raise InvalidParameterError(msg)
+    return start + 0.5 * float(meta.get("EXPTIME", 0.0)) * u.s
+
+
+def _barycentric(spec, barycentric, z_b, location, target, obstime):
+    """(z_B or NaN, BJD_TDB or None, note)."""
+    if z_b is not None:
+        return float(z_b), None, "z_b given"
+    if not barycentric or spec.wavelength_frame == "barycentric":
+        return np.nan, None, "not applied"
+    meta = spec.meta if spec.meta is not None else {}
+    target = _header_target(meta) if target is None else target
+    obstime = _header_obstime(meta) if obstime is None else obstime
+    if location is None:
+        if "SITEID" not in meta:
+            msg = "location: not given and the spectrum's header has no SITEID"
+            raise InvalidParameterError(msg)
+        location = str(meta["SITEID"])
+    bc = barycentric_correction(target, obstime, location)
+    return float(bc.z), bc.bjd_tdb, "astropy"
+
+
+def _order_arrays(spec, fi, orders):
+    if spec.wavelength is None:
+        msg = "spec: the spectrum has no wavelength solution"
+        raise InvalidParameterError(msg)
+    if spec.variance is None:
+        msg = "spec: the spectrum has no variance (VarianceUncertainty); the RV error needs it"
+        raise InvalidParameterError(msg)
+    all_orders = np.asarray(spec.orders)
+    if orders is None:
+        oi = np.arange(all_orders.size)
+    else:
+        oi = np.array([int(np.flatnonzero(all_orders == m)[0]) if m in all_orders else -1 for m in orders])
+        if np.any(oi < 0):
+            msg = f"orders: {list(orders)} not all among the spectrum's orders"
+            raise InvalidParameterError(msg)
+    lam = np.asarray(spec.wavelength.to_value(u.nm)[fi][oi], dtype=float)
+    data = np.asarray(spec.data[fi][oi], dtype=float)
+    var = np.asarray(spec.variance[fi][oi], dtype=float)
+    bad = np.asarray(spec.mask[fi][oi], dtype=bool) | ~np.isfinite(data) | ~np.isfinite(var) | (var <= 0)
+    bad |= ~np.isfinite(lam) | (lam <= 0)
+    blaze = None if spec.blaze is None else np.asarray(spec.blaze[fi][oi], dtype=float)
+    if blaze is not None:
+        bad |= ~np.isfinite(blaze) | (blaze <= 0)
+    return all_orders[oi], lam, data, var, ~bad, blaze
+
+
+def _continuum(y, good, degree, iterations=4):
+    """Upper envelope-ish smooth continuum: Legendre fit refit to points at or above the fit."""
+    n = y.size
+    t = np.linspace(-1.0, 1.0, n)
+    keep = good.copy()
+    fit = np.full(n, np.nanmedian(y[good]) if good.any() else 1.0)
+    for _ in range(iterations):
+        if keep.sum() <= degree + 2:
+            break
+        coef = np.polynomial.legendre.legfit(t[keep], y[keep], degree)
+        fit = np.polynomial.legendre.legval(t, coef)
+        resid = y - fit
+        scale = np.std(resid[keep])
+        keep = good & (resid > -0.5 * scale)
+    return fit
+
+
+# ----- robust combination -------------------------------------------------------------------------------
+def _combine(s, sig, clip):
+    """Inverse-variance mean of s with iterative rejection; returns (mean, err, chi2, used mask)."""
+    used = np.isfinite(s) & np.isfinite(sig) & (sig > 0)
+    if not used.any():
+        msg = "measure: no order gave a velocity"
+        raise FitError(msg)
+    centre = np.median(s[used])
+    for _ in range(used.sum()):
+        r = (s - centre) / sig
+        scale = max(1.0, 1.4826 * np.median(np.abs(r[used])))
+        worst = np.where(used, np.abs(r), -np.inf)
+        k = int(np.argmax(worst))
+        if worst[k] <= clip * scale or used.sum() <= 2:
+            break
+        used[k] = False
+        w = 1.0 / sig[used] ** 2
+        centre = np.sum(w * s[used]) / np.sum(w)
+    w = 1.0 / sig[used] ** 2
+    mean = np.sum(w * s[used]) / np.sum(w)
+    err = 1.0 / np.sqrt(np.sum(w))
+    chi2 = float(np.sum(w * (s[used] - mean) ** 2))
+    return mean, err, chi2, used
+
+
+# ----- CCF shape --------------------------------------------------------------------------------------
+def _gauss(v, c0, a, v0, sigma):
+    return c0 + a * np.exp(-0.5 * ((v - v0) / sigma) ** 2)
+
+
+def _fit_gaussian(v, c, guess_v0, guess_sigma):
+    """Gaussian + constant fit to a CCF (dip or peak); returns (c0, a, v0, sigma)."""
+    c0 = np.median(np.concatenate([c[:3], c[-3:]]))
+    a = c[np.argmin(np.abs(v - guess_v0))] - c0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizeWarning)
+        try:
+            p, _ = curve_fit(_gauss, v, c, p0=[c0, a, guess_v0, guess_sigma], maxfev=4000)
+        except RuntimeError as err:
+            msg = f"measure: Gaussian fit to the CCF failed ({err})"
+            raise FitError(msg) from None
+    p[3] = abs(p[3])
+    return p
+
+
+def _bisector_span(v, c, params):
+    """Queloz et al. (2001) bisector span: mean bisector at 10-40 % minus 55-90 % of the depth."""
+    c0, a, v0, _ = params
+    depth = (c - c0) / a  # 1 at the centre, 0 in the wings
+    k = int(np.argmax(depth))
+    left_v, left_d = v[: k + 1][::-1], depth[: k + 1][::-1]
+    right_v, right_d = v[k:], depth[k:]
+
+    def side(vv, dd, level):
+        j = np.flatnonzero(dd < level)
+        if j.size == 0:
+            return np.nan
+        j = j[0]
+        return np.interp(level, [dd[j], dd[j - 1]], [vv[j], vv[j - 1]])
+
+    def mean_bisector(lo, hi):
+        levels = np.linspace(lo, hi, 16)
+        return np.mean([0.5 * (side(left_v, left_d, q) + side(right_v, right_d, q)) for q in levels])
+
+    # depth fraction 1 = bottom of the line; "top" of the CCF = small depth
+    return mean_bisector(0.10, 0.40) - mean_bisector(0.55, 0.90)
+
+
+def _ccf_table(v, c, params):
+    c0, a, v0, sigma = params
+    tab = QTable()
+    tab["velocity"] = [v] * u.m / u.s
+    tab["ccf"] = [c]
+    tab["center"] = [v0] * u.m / u.s
+    tab["fwhm"] = [_GAUSS_FWHM * sigma] * u.m / u.s
+    tab["contrast"] = [-a / c0 if c0 != 0 else a]
+    tab["bisector_span"] = [_bisector_span(v, c, params)] * u.m / u.s
+    return tab
+
+
+# ----- template method ----------------------------------------------------------------------------------
+def _pack(arrays):
+    start = np.zeros(len(arrays) + 1, dtype=np.int64)
+    start[1:] = np.cumsum([a.size for a in arrays])
+    flat = np.ascontiguousarray(np.concatenate(arrays) if arrays else np.zeros(0), dtype=np.float64)
+    return flat, start
+
+
+def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_orders=12):
+    """Global starting shift s0 from a template CCF over v_range on up to ``coarse_orders`` orders."""
+    usable = [k for k in range(len(segs)) if segs[k] >= 0 and good[k].sum() > 4 * (degree + 2)]
+    if not usable:
+        msg = "measure: the template covers none of the spectrum's orders"
+        raise FitError(msg)
+    pick = [usable[int(j)] for j in np.unique(np.linspace(0, len(usable) - 1, coarse_orders).round())]
+    steps = [np.median(np.abs(np.diff(x[k]))) for k in pick]
+    h = 0.5 * float(np.min(steps))
+    xs, ys, tvals, tu0 = [], [], [], []
+    for k in pick:
+        cont = _continuum(data[k], good[k], degree)
+        y = np.where(good[k], (data[k] / cont - 1.0) * cont**2 / var[k], 0.0)
+        xs.append(x[k])
+        ys.append(y)
+        u0, tv = template.uniform(segs[k], h)
+        tgood = np.isfinite(tv)
+        tcont = _continuum(tv, tgood, degree)
+        tvals.append(tv / tcont - 1.0)
+        tu0.append(u0)
+    xf, start = _pack(xs)
+    yf, _ = _pack(ys)
+    tf, tstart = _pack(tvals)
+    tu0 = np.ascontiguousarray(tu0, dtype=np.float64)
+    lo, hi = (np.log1p(v / C_M_S) for v in v_range)
+    coarse_step = np.log1p(2000.0 / C_M_S)
+    shifts = np.arange(lo, hi + coarse_step, coarse_step)
+    ccf = _kernels.template_ccf(xf, yf, start, tf, tstart, tu0, h, shifts).sum(axis=0)
+    s_peak = shifts[int(np.argmax(ccf))]
+    fine = s_peak + np.arange(-40, 41) * np.log1p(100.0 / C_M_S)
+    ccf_fine = _kernels.template_ccf(xf, yf, start, tf, tstart, tu0, h, fine).sum(axis=0)
+    j = int(np.clip(np.argmax(ccf_fine), 1, fine.size - 2))
+    ym, y0, yp = ccf_fine[j - 1 : j + 2]
+    denom = ym - 2 * y0 + yp
+    off = 0.5 * (ym - yp) / denom if denom < 0 else 0.0
+    s0 = fine[j] + off * (fine[1] - fine[0])
+    norm = np.sqrt(np.sum(yf**2) * np.sum(tf**2)) / max(len(pick), 1)
+    return float(s0), fine, ccf_fine / norm
+
+
+def _fit_order(template, seg, x, data, var, good, blaze, s0, degree, margin, max_iter=30, tol=1e-13):
+    """Gauss-Newton fit of (continuum polynomial, s) for one order; returns (s, sigma_s, chi2, n, ok)."""
+    a_lo, a_hi = template.ln_range(seg)
+    use = good & (x - s0 - margin > a_lo) & (x - s0 + margin < a_hi)
+    if use.sum() <= 2 * (degree + 2):
+        return np.nan, np.nan, np.nan, 0, False
+    n = x.size
+    t = np.ascontiguousarray(np.linspace(-1.0, 1.0, n))
+    b = np.ascontiguousarray(np.ones(n) if blaze is None else blaze)
+    d = np.ascontiguousarray(np.where(use, data, 0.0))
+    w = np.ascontiguousarray(np.where(use, 1.0 / np.where(use, var, 1.0), 0.0))
+    xs = np.where(use, x, x[use][0])  # keep evaluations inside the spline for unused pixels
+    s = s0
+    coef = np.zeros(degree + 1)
+    tv, td = template.evaluate_ln(seg, xs - s, derivative=True)
+    a, r, _ = _kernels.fit_normal_equations(t, tv, td, b, d, w, coef)
+    try:
+        coef = np.linalg.solve(a[:-1, :-1], r[:-1])
+    except np.linalg.LinAlgError:
+        return np.nan, np.nan, np.nan, 0, False
+    converged = False
+    for _ in range(max_iter):
+        tv, td = template.evaluate_ln(seg, xs - s, derivative=True)
+        a, r, chi2 = _kernels.fit_normal_equations(t, tv, td, b, d, w, coef)
+        try:
+            step = np.linalg.solve(a, r)
+        except np.linalg.LinAlgError:
+            return np.nan, np.nan, np.nan, 0, False
+        coef = coef + step[:-1]
+        s = s + step[-1]
+        if abs(s - s0) > margin:
+            return np.nan, np.nan, np.nan, 0, False
+        if abs(step[-1]) < tol:
+            converged = True
+            break
+    tv, td = template.evaluate_ln(seg, xs - s, derivative=True)
+    a, _, chi2 = _kernels.fit_normal_equations(t, tv, td, b, d, w, coef)
+    cov = np.linalg.inv(a)
+    return s, float(np.sqrt(cov[-1, -1])), chi2, int(use.sum()), converged
+
+
+def _measure_template(template, lam, data, var, good, blaze, *, degree, v_range, clip):
+    x = np.log(lam)
+    segs = [template.segment_for(float(np.nanmin(xx)), float(np.nanmax(xx))) for xx in x]
+    s0, fine, ccf_fine = _template_start(template, segs, x, data, var, good, degree, v_range)
+    margin = np.log1p(30e3 / C_M_S)
+    n_o = lam.shape[0]
+    s = np.full(n_o, np.nan)
+    sig = np.full(n_o, np.nan)
+    flags = np.zeros(n_o, dtype=np.uint16)
+    for k in range(n_o):
+        if segs[k] < 0:
+            flags[k] |= np.uint16(Flag.NO_WEIGHT)
+            continue
+        sk, ek, _, _, ok = _fit_order(
+            template,
+            segs[k],
+            x[k],
+            data[k],
+            var[k],
+            good[k],
+            None if blaze is None else blaze[k],
+            s0,
+            degree,
+            margin,
+        )
+        if not ok:
+            flags[k] |= np.uint16(Flag.NO_WEIGHT)
+            continue
+        s[k], sig[k] = sk, ek
+    mean, err, chi2, used = _combine(s, sig, clip)
+    flags[np.isfinite(s) & ~used] |= np.uint16(Flag.OUTLIER)
+    v_grid = C_M_S * np.expm1(fine)
+    return s, sig, flags, used, mean, err, chi2, v_grid, ccf_fine
+
+
+# ----- mask method --------------------------------------------------------------------------------------
+def _pixel_edges(lam):
+    mid = 0.5 * (lam[1:] + lam[:-1])
+    return np.concatenate([[lam[0] - (mid[0] - lam[0])], mid, [lam[-1] + (lam[-1] - mid[-1])]])
+
+
+def _measure_mask(mask, lam, data, var, good, blaze, *, degree, v_range, clip, step, half_width, hole):
+    n_o = lam.shape[0]
+    flip = lam[:, -1] < lam[:, 0]
+    edges, d, b, vv = [], [], [], []
+    for k in range(n_o):
+        sl = slice(None, None, -1) if flip[k] else slice(None)
+        lk, dk, gk, vk = lam[k][sl], data[k][sl], good[k][sl], var[k][sl]
+        bk = blaze[k][sl] if blaze is not None else _continuum(dk, gk, degree)
+        edges.append(_pixel_edges(lk))
+        d.append(np.where(gk, dk, 0.0))
+        b.append(np.where(gk, bk, 0.0))
+        vv.append(np.where(gk, vk, 0.0))
+    ef, estart = _pack(edges)
+    df, pstart = _pack(d)
+    bf, _ = _pack(b)
+    vf, _ = _pack(vv)
+    lo_h, hi_h = mask.holes(hole)
+    wl = np.ascontiguousarray(mask.weight, dtype=np.float64)
+    lo_h = np.ascontiguousarray(lo_h)
+    hi_h = np.ascontiguousarray(hi_h)
+
+    # candidate lines per order (centres within the order widened by the search range)
+    centre = mask.wavelength.to_value(u.nm)
+    widen = 1.0 + max(abs(v_range[0]), abs(v_range[1]), half_width) / C_M_S + 1e-3
+    lrange = np.ascontiguousarray(
+        [[np.searchsorted(centre, e[0] / widen), np.searchsorted(centre, e[-1] * widen)] for e in edges],
+        dtype=np.int64,
+    ).reshape(-1, 2)
+
+    def ccf(vel):
+        z = np.ascontiguousarray(vel / C_M_S)
+        return _kernels.mask_ccf(ef, estart, df, bf, pstart, lo_h, hi_h, wl, lrange, z)
+
+    coarse = np.arange(v_range[0], v_range[1] + 2000.0, 2000.0)
+    num, den = ccf(coarse)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = num.sum(0) / den.sum(0)
+    if not np.any(np.isfinite(c)):
+        msg = "measure: no mask line falls inside the spectrum's orders"
+        raise FitError(msg)
+    v0 = coarse[int(np.nanargmin(c))]
+    sigma = 3000.0
+    for _ in range(3):  # recentre the grid on the fit: a symmetric window removes the shape bias
+        grid = v0 + step * np.arange(-int(half_width / step), int(half_width / step) + 1)
+        num, den = ccf(grid)
+        c = num.sum(0) / den.sum(0)
+        params = _fit_gaussian(grid, c, v0, sigma)
+        v0, sigma = params[2], params[3]
+    # per-order velocities: one linearised step of the global profile (free level and depth) and
+    # the exact propagation of the pixel variance through that linear estimator
+    g0 = np.exp(-0.5 * ((grid - v0) / sigma) ** 2)
+    basis = np.stack([np.ones_like(grid), g0, g0 * (grid - v0) / sigma**2], axis=1)
+    pinv = np.linalg.pinv(basis)  # (3, n_grid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        co = num / den
+        coefs = co @ pinv.T  # (n_o, 3)
+        delta = coefs[:, 2] / coefs[:, 1]
+        g = (pinv[2][None, :] - delta[:, None] * pinv[1][None, :]) / coefs[:, 1][:, None] / den
+    g = np.ascontiguousarray(np.where(np.isfinite(g), g, 0.0))
+    zg = np.ascontiguousarray(grid / C_M_S)
+    var_o = _kernels.mask_ccf_variance(ef, estart, vf, pstart, lo_h, hi_h, wl, lrange, zg, g)
+    v_o = v0 + delta
+    sig_o = np.sqrt(var_o)
+    flags = np.zeros(n_o, dtype=np.uint16)
+    bad = ~np.isfinite(v_o) | ~(sig_o > 0) | (den.sum(1) <= 0)
+    flags[bad] |= np.uint16(Flag.NO_WEIGHT)
+    v_o[bad] = np.nan
+    s = np.log1p(v_o / C_M_S)
+    sig = sig_o / C_M_S
+    _, _, chi2, used = _combine(s, sig, clip)
+    flags[np.isfinite(s) & ~used] |= np.uint16(Flag.OUTLIER)
+    err = 1.0 / np.sqrt(np.sum(1.0 / sig[used] ** 2))
+    mean = np.log1p(v0 / C_M_S)  # the HARPS-style RV is the centre of the summed CCF
+    return s, sig, flags, used, mean, err, chi2, grid, c, params
+
+
+# ----- public -------------------------------------------------------------------------------------------
+def measure(
+    spec,
+    template,
+    *,
+    method="template",
+    fiber=None,
+    barycentric=True,
+    location=None,
+    target=None,
+    obstime=None,
+    z_b=None,
+    orders=None,
+    velocity_range=(-400.0, 400.0) * u.km / u.s,
+    continuum_degree=3,
+    clip=5.0,
+    ccf_step=250.0 * u.m / u.s,
+    ccf_half_width=20.0 * u.km / u.s,
+    mask_width=1.0 * u.km / u.s,
+    airvac_formula="edlen1966",
+) -> RVResult:
+    """Radial velocity of one fiber of an extracted spectrum.
+
+    Parameters
+    ----------
+    spec : `~nres.spectrum.EchelleSpectrum`
+        Data (fiber, order, pixel) in electrons with variance and wavelengths.
+    template : `~nres.rv.Template` or `~nres.rv.LineMask`
+        Template (``method="template"``) or mask (``method="mask"``). Converted to the spectrum's
+        medium; a topocentric template is moved to the barycentric frame with its ``z_b``.
+    method : {"template", "mask"}
+        "template": per-order least-squares fit of ``s = ln(1 + z)`` with a Legendre
+        multiplicative continuum (times the blaze when the spectrum has one), the template
+        spline-evaluated at the data's wavelengths, errors from the data variance, orders combined
+        by inverse variance with iterative rejection at ``clip`` sigma. "mask": binary-mask CCF
+        (boxes of ``mask_width`` or the file's widths), blaze-normalised, summed over orders and
+        fitted with a Gaussian; per-order RVs and errors from a linearised fit of that profile.
+    fiber : int, optional
+        Fiber id; default the spectrum's only fiber or its only non-ThAr fiber.
+    barycentric : bool
+        Apply the barycentric correction (topocentric spectra only).
+    location, target, obstime :
+        Site (EarthLocation or NRES code), SkyCoord and Time (mid-exposure). Default from the header
+        (:data:`HEADER_KEYWORDS`).
+    z_b : float, optional
+        Barycentric redshift to use instead of computing it (e.g. flux-weighted).
+    orders : sequence of int, optional
+        Physical orders to use (default all).
+    velocity_range : Quantity (2,)
+        Search range of the starting CCF.
+    continuum_degree : int
+        Degree of the multiplicative Legendre continuum per order.
+    clip : float
+        Rejection threshold (in units of the per-order error, inflated by the robust scatter).
+    ccf_step, ccf_half_width : Quantity
+        Mask CCF sampling and half window (mask method).
+    mask_width : Quantity
+        Velocity width of mask holes for masks without widths.
+    airvac_formula : {"edlen1966", "ciddor1996"}
+
+    Returns
+    -------
+    RVResult
+
+    Raises
+    ------
+    InvalidParameterError
+        Bad arguments, a spectrum without wavelengths or variance, a missing header keyword.
+    FitError
+        No order could be measured.
+    """
+    if method not in _METHODS:
+        msg = f"method: expected one of {_METHODS}, got {method!r}"
+        raise InvalidParameterError(msg)
+    if method == "template" and not isinstance(template, Template):
+        msg = f"template: method='template' needs a Template, got {type(template).__name__}"
+        raise InvalidParameterError(msg)
+    if method == "mask" and not isinstance(template, LineMask):
+        msg = f"template: method='mask' needs a LineMask, got {type(template).__name__}"
+        raise InvalidParameterError(msg)
+    fi = _pick_fiber(spec, fiber)
+    conversions = []
+    ref = template
+    if ref.wavelength_medium != spec.wavelength_medium:
+        ref = ref.to_medium(spec.wavelength_medium, formula=airvac_formula)
+        conversions.append(f"{method} medium {template.wavelength_medium}->{spec.wavelength_medium}")
+    if ref.wavelength_frame == "topocentric":
+        if method == "mask":
+            msg = "template: a topocentric line mask is not supported (masks are rest-frame lists)"
+            raise InvalidParameterError(msg)
+        ref = ref.to_barycentric()
+        conversions.append("template frame topocentric->barycentric")
+    z_bary, bjd, bary_note = _barycentric(spec, barycentric, z_b, location, target, obstime)
+    m, lam, data, var, good, blaze = _order_arrays(spec, fi, orders)
+    v_range = tuple(velocity_range.to_value(u.m / u.s))
+    if method == "template":
+        s, sig, flags, used, mean, err, chi2, v_grid, ccf_vals = _measure_template(
+            ref, lam, data, var, good, blaze, degree=int(continuum_degree), v_range=v_range, clip=float(clip)
+        )
+        params = _fit_gaussian(v_grid, ccf_vals, C_M_S * np.expm1(mean), 3000.0)
+    else:
+        s, sig, flags, used, mean, err, chi2, v_grid, ccf_vals, params = _measure_mask(
+            ref,
+            lam,
+            data,
+            var,
+            good,
+            blaze,
+            degree=int(continuum_degree),
+            v_range=v_range,
+            clip=float(clip),
+            step=ccf_step.to_value(u.m / u.s),
+            half_width=ccf_half_width.to_value(u.m / u.s),
+            hole=mask_width.to_value(u.m / u.s),
+        )
+    z_fit = float(np.expm1(mean))
+    dz = float(np.exp(mean) * err)
+    n_used = int(used.sum())
+    emp = dz * np.sqrt(chi2 / (n_used - 1)) if n_used >= 3 else np.nan
+    if spec.wavelength_frame == "barycentric":
+        z_star = z_fit
+        z_obs = observed_z(z_fit, z_bary) if np.isfinite(z_bary) else np.nan
+    else:
+        z_obs = z_fit
+        z_star = barycentric_z(z_fit, z_bary)
+    table = QTable()
+    table["order"] = m
+    table["rv"] = C_M_S * np.expm1(s) * u.m / u.s
+    table["rv_err"] = C_M_S * np.exp(s) * sig * u.m / u.s
+    w = np.where(used, 1.0 / np.where(used, sig, 1.0) ** 2, 0.0)
+    table["weight"] = w / w.sum()
+    table["flags"] = flags
+    ms = u.m / u.s
+    return RVResult(
+        rv=z_star * C_M_S * ms,
+        rv_observed=z_obs * C_M_S * ms,
+        rv_err_photon=dz * C_M_S * ms,
+        rv_err_empirical=emp * C_M_S * ms,
+        barycentric_correction=z_bary * C_M_S * ms,
+        bjd_tdb=bjd,
+        orders=table,
+        ccf=_ccf_table(v_grid, ccf_vals, params),
+        flags=int(np.bitwise_or.reduce(flags)) if flags.size else 0,
+        meta={
+            "method": method,
+            "fiber": int(np.asarray(spec.fibers)[fi]),
+            "conversions": conversions,
+            "barycentric": bary_note,
+            "z_fit": z_fit,
+            "z_b": z_bary,
+            "n_orders_used": n_used,
+        },
+    )
