@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,9 +71,9 @@ class RawFrame:
     """
 
     frame: CCDData
-    tables: dict = field(default_factory=dict)
-    info: RawInfo | None = None
-    path: Path | None = None
+    tables: dict
+    info: RawInfo
+    path: Path
 
 
 def read_raw(path, *, verify_checksum: bool = True) -> RawFrame:
