@@ -87,8 +87,19 @@ def test_file_selection():
     assert reference_traces("cpt").meta["SOURCE"] == "cptnrs03-fa13-20181128-0005-w00.txt"  # newest
     assert reference_traces("cpt", camera="fl13").meta["SOURCE"] == "cpt_nres03_trace_2018.txt"
     assert reference_traces("cpt", date="2018-11-20").meta["SOURCE"] == "cptnrs03-fa13-20181113-trace.txt"
+    # MJD 58440.5 = 2018-11-20 12:00 UTC
+    assert reference_traces("cpt", date=58440.5).meta["SOURCE"] == "cptnrs03-fa13-20181113-trace.txt"
     lsc = reference_traces("lsc")
     assert (lsc.meta["SITE"], lsc.meta["CAMERA"], lsc.meta["TELESCOP"]) == ("lsc", "fa09", "nres01")
+
+
+def test_fits_round_trip_keeps_metadata(tmp_path):
+    t = reference_traces("elp")
+    t.write(tmp_path / "elp_traces.fits")
+    back = type(t).read(tmp_path / "elp_traces.fits")
+    np.testing.assert_array_equal(back.coefficients, t.coefficients)
+    np.testing.assert_array_equal(back.x_valid, t.x_valid)
+    assert back.meta["SITE"] == "elp" and back.meta["YCONV"] == "numpy" and back.meta["CAMERA"] == "fa17"
 
 
 def test_returns_independent_objects():

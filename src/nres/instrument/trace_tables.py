@@ -97,9 +97,11 @@ def _parse_date(date):
     try:
         from astropy.time import Time
 
+        if isinstance(date, int | float) and not isinstance(date, bool):
+            return Time(float(date), format="mjd").to_datetime().date()
         return Time(date).to_datetime().date()
     except (ValueError, TypeError) as err:
-        msg = f"reference_traces: date={date!r} is not a date (ISO string, datetime or astropy Time)"
+        msg = f"reference_traces: date={date!r} is not a date (ISO string, MJD, datetime or astropy Time)"
         raise InvalidParameterError(msg) from err
 
 
@@ -154,7 +156,7 @@ def reference_traces(site, *, camera=None, date=None) -> Traces:
         NRES site code.
     camera : str, optional
         Camera (INSTRUME, e.g. "fa13"); only tables of that camera are considered.
-    date : str, datetime.date or astropy Time, optional
+    date : str, float (MJD), datetime.date or astropy Time, optional
         Only tables fitted on flats taken on or before this date are considered. Without camera
         and date the newest table of the site is used.
 
