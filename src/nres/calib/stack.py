@@ -137,9 +137,6 @@ def _check(sources, obstype, min_frames, method):
     if not sources:
         raise InvalidParameterError("frames_or_paths: expected at least one frame, got none")
     first = sources[0]
-    kinds = {s.hdul is None for s in sources}
-    if len(kinds) > 1:
-        raise InvalidParameterError("frames_or_paths: give either all CCDData or all paths, not a mix")
     for s in sources:
         if s.shape != first.shape or len(s.shape) != 2:
             msg = f"{s.name}: shape {s.shape} differs from {first.name}'s {first.shape}"
@@ -236,6 +233,9 @@ def stack(
     """
     rule = _legacy.resolve(_STACK, legacy, median_rule=median_rule)["median_rule"]
     items = list(frames_or_paths) if not isinstance(frames_or_paths, str | Path) else [frames_or_paths]
+    kinds = {isinstance(item, str | Path) for item in items}
+    if len(kinds) > 1:
+        raise InvalidParameterError("frames_or_paths: give either all CCDData or all paths, not a mix")
     sources = []
     try:
         for i, item in enumerate(items):
