@@ -183,6 +183,30 @@ def test_negative_zero_declination_keeps_its_sign():
     assert info.targets[0].coord.ra.deg == pytest.approx(180.0, abs=1e-12)
 
 
+def test_legacy_dec_sign_reproduces_the_original():
+    tel = telescope_header(1, OBJECT="X", **{"CAT-RA": "12:00:00", "CAT-DEC": "-00:30:00"})
+    header = _info(OBSTYPE="TARGET", OBJECTS="X&thar&none")
+    assert RawInfo.from_header(header, telescopes={1: tel}, dec_sign="idl").targets[0].coord.dec.deg == 0.5
+    tel["CAT-DEC"] = "-15:56:14.93"  # a nonzero degree word keeps its sign in the original too
+    dec = RawInfo.from_header(header, telescopes={1: tel}, dec_sign="idl").targets[0].coord.dec.deg
+    assert dec == pytest.approx(-(15 + 56 / 60 + 14.93 / 3600), abs=1e-12)
+
+
+def test_legacy_pointing_coordinates(raw_target_fits):
+    got = read_raw(raw_target_fits, legacy=True).info.targets[0]
+    # the original used the telescope pointing RA/DEC (01:44:05.100, -15:56:20.00), not CAT-RA/CAT-DEC
+    assert got.coord_source == "pointing"
+    assert got.coord.ra.deg == pytest.approx((1 + 44 / 60 + 5.1 / 3600) * 15, abs=1e-12)
+    assert got.coord.dec.deg == pytest.approx(-(15 + 56 / 60 + 20 / 3600), abs=1e-12)
+    explicit = read_raw(raw_target_fits, legacy=True, target_coordinates="catalog").info.targets[0]
+    assert explicit.coord_source == "catalog"  # explicit values win over legacy=True
+
+
+def test_legacy_options_are_validated_before_reading(tmp_path):
+    with pytest.raises(InvalidParameterError, match="dec_sign"):
+        read_raw(tmp_path / "missing.fits.fz", dec_sign="lost")
+
+
 def test_pointing_coordinates_when_catalogue_is_missing():
     tel = telescope_header(2, OBJECT="Y", RA="06:00:00.0", DEC="+10:00:00", PARALLAX=0.0)
     info = RawInfo.from_header(_info(OBSTYPE="TARGET", OBJECTS="none&thar&Y"), telescopes={2: tel})

@@ -22,8 +22,9 @@ from astropy.nddata import CCDData
 from astropy.table import Table
 from astropy.units import UnitsWarning
 
+from .. import legacy as _legacy
 from ..errors import InvalidInputFileError, InvalidParameterError
-from .rawinfo import RawInfo
+from .rawinfo import LEGACY_FUNCTION, RawInfo
 from .sections import parse_section
 
 __all__ = ["RawFrame", "read_raw", "TABLE_EXTENSIONS", "IMAGE_EXTENSION"]
@@ -76,7 +77,9 @@ class RawFrame:
     path: Path
 
 
-def read_raw(path, *, verify_checksum: bool = True) -> RawFrame:
+def read_raw(
+    path, *, verify_checksum: bool = True, target_coordinates=None, dec_sign=None, legacy=False
+) -> RawFrame:
     """Read a raw NRES composite data product.
 
     Parameters
@@ -87,6 +90,12 @@ def read_raw(path, *, verify_checksum: bool = True) -> RawFrame:
         Verify CHECKSUM/DATASUM cards where the file has them (default True): a mismatch means
         corrupt data (bit flips in compressed tiles can decode silently to wrong values). Set
         False only for a file whose header was edited without updating its checksums.
+    target_coordinates : {"catalog", "pointing"}, optional
+        Legacy option: position of the target records, see :meth:`RawInfo.from_header`.
+    dec_sign : {"kept", "idl"}, optional
+        Legacy option: ``"idl"`` loses the sign of ``-00:MM:SS`` declinations like the original.
+    legacy : bool, optional
+        Shorthand for the original's behaviour of both legacy options (explicit values win).
 
     Returns
     -------
@@ -112,6 +121,7 @@ def read_raw(path, *, verify_checksum: bool = True) -> RawFrame:
     except TypeError:
         msg = f"path: expected a str or os.PathLike naming a FITS file, got {type(path).__name__}"
         raise InvalidParameterError(msg) from None
+    _legacy.resolve(LEGACY_FUNCTION, legacy, target_coordinates=target_coordinates, dec_sign=dec_sign)
     if not path.exists():
         raise InvalidInputFileError(path, "file does not exist")
     if not path.is_file():
@@ -119,13 +129,14 @@ def read_raw(path, *, verify_checksum: bool = True) -> RawFrame:
     with warnings.catch_warnings(record=True) as caught:
         # astropy reports truncation and checksum failures as warnings: collect them, decide here
         warnings.simplefilter("always")
-        raw = _read(path, caught, verify_checksum=bool(verify_checksum))
+        options = {"target_coordinates": target_coordinates, "dec_sign": dec_sign, "legacy": legacy}
+        raw = _read(path, caught, verify_checksum=bool(verify_checksum), options=options)
     for w in caught:  # pass on anything else (non-standard cards, nres' own warnings)
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return raw
 
 
-def _read(path: Path, caught: list, *, verify_checksum: bool) -> RawFrame:
+def _read(path: Path, caught: list, *, verify_checksum: bool, options: dict) -> RawFrame:
     try:
         hdul = fits.open(path, mode="readonly", memmap=False, checksum=verify_checksum, lazy_load_hdus=False)
     except Exception as err:  # astropy raises OSError, ValueError, TypeError... for non-FITS bytes
@@ -134,7 +145,7 @@ def _read(path: Path, caught: list, *, verify_checksum: bool) -> RawFrame:
         _check_damage(path, caught)
         hdu, header = _image_hdu(path, hdul)
         telescopes = {n: hdul[f"TELESCOPE_{n}"].header for n in (1, 2) if f"TELESCOPE_{n}" in hdul}
-        info = RawInfo.from_header(header, telescopes=telescopes, path=path)
+        info = RawInfo.from_header(header, telescopes=telescopes, path=path, **options)
         data = _image_data(path, hdu, caught)
         _check_shape(path, data.shape, header)
         tables = {name: _table(path, hdul[name]) for name in TABLE_EXTENSIONS if name in hdul}

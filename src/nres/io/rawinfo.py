@@ -16,6 +16,7 @@ import astropy.units as u
 from astropy.coordinates import Angle, Distance, EarthLocation, Latitude, SkyCoord
 from astropy.time import Time
 
+from .. import legacy as _legacy
 from ..errors import InvalidInputFileError, InvalidParameterError, NRESError, NRESWarning
 from .sections import parse_section
 
@@ -30,6 +31,27 @@ OBSTYPE_ALIASES = {"FLAT": "LAMPFLAT", "ARC": "DOUBLE"}
 #: Which fiber each telescope feeds: telescope 1 -> fiber 0, telescope 2 -> fiber 2
 #: (idl-rv-ops.md 2: the original's star-fibre index 0 = fibre 0 = telescope 1).
 FIBER_OF_TELESCOPE = {1: 0, 2: 2}
+
+#: Registered name of the legacy options shared by read_raw and RawInfo.from_header.
+LEGACY_FUNCTION = "read_raw"
+_legacy.register(
+    LEGACY_FUNCTION,
+    "target_coordinates",
+    choices=("catalog", "pointing"),
+    default="catalog",
+    legacy="pointing",
+    reference="idl-rv-ops.md 3",
+    summary="target position from the telescope pointing RA/DEC; the catalogue only when those are missing",
+)
+_legacy.register(
+    LEGACY_FUNCTION,
+    "dec_sign",
+    choices=("kept", "idl"),
+    default="kept",
+    legacy="idl",
+    reference="idl-calib-trace-extract.md 3.2",
+    summary="ingest combined sexagesimal words as floats, so '-00:30:00' became +0.5 deg",
+)
 
 #: Header strings that mean "no value" (case-insensitive, after stripping blanks).
 _NULL_TOKENS = {"", "n/a", "na", "nan", "unknown", "undef", "undefined", "none", "null"}
@@ -186,7 +208,9 @@ class RawInfo:
         return "".join("0" if name is None else "1" for name in self.fiber_objects)
 
     @classmethod
-    def from_header(cls, header, *, telescopes=None, path=None) -> RawInfo:
+    def from_header(
+        cls, header, *, telescopes=None, path=None, target_coordinates=None, dec_sign=None, legacy=False
+    ) -> RawInfo:
         """Build a ``RawInfo`` from the main header of a raw frame.
 
         Parameters
@@ -197,6 +221,15 @@ class RawInfo:
             Headers of TELESCOPE_1 and TELESCOPE_2 by telescope number, for the target records.
         path : str or Path, optional
             The file, named in error messages.
+        target_coordinates : {"catalog", "pointing"}, optional
+            Which TELESCOPE position a target record takes first: the requested catalogue position
+            CAT-RA/CAT-DEC (default) or, as the original did, the telescope pointing RA/DEC. Either
+            falls back to the other when missing.
+        dec_sign : {"kept", "idl"}, optional
+            ``"kept"`` (default) parses declinations correctly; ``"idl"`` reproduces the original's
+            loss of the sign of ``-00:MM:SS`` declinations.
+        legacy : bool, optional
+            Shorthand for the original's behaviour of both options above (explicit values win).
 
         Returns
         -------
@@ -208,6 +241,9 @@ class RawInfo:
             A required keyword is missing or malformed, OBSTYPE is not an NRES type, OBJECTS is not
             three ``&``-separated names, or a TARGET frame has no star on fiber 0 or 2.
         """
+        opts = _legacy.resolve(
+            LEGACY_FUNCTION, legacy, target_coordinates=target_coordinates, dec_sign=dec_sign
+        )
         obstype = _obstype(header, path)
         instrument = _string(header, "TELESCOP", path).lower()
         if not _NRES_UNIT.match(instrument):
@@ -231,7 +267,7 @@ class RawInfo:
             for telescope, fiber in FIBER_OF_TELESCOPE.items():
                 tel_header = (telescopes or {}).get(telescope)
                 if fiber in _star_fibers(objects) and tel_header is not None:
-                    record = _target(tel_header, telescope, fiber, objects[fiber], date_obs, path)
+                    record = _target(tel_header, telescope, fiber, objects[fiber], date_obs, path, **opts)
                     if record is not None:
                         targets[fiber] = record
         return cls(
@@ -363,16 +399,22 @@ def _normalise_name(name: str) -> str:
     return name.split("_")[0].replace(" ", "").upper()
 
 
-def _target(tel, telescope, fiber, fiber_name, date_obs, path) -> TargetInfo | None:
+_POSITION_KEYS = {"catalog": ("CAT-RA", "CAT-DEC"), "pointing": ("RA", "DEC")}
+
+
+def _target(tel, telescope, fiber, fiber_name, date_obs, path, *, target_coordinates, dec_sign):
     where = f" in TELESCOPE_{telescope}"
-    if not (_is_null(tel.get("CAT-RA")) or _is_null(tel.get("CAT-DEC"))):
-        ra_key, dec_key, source = "CAT-RA", "CAT-DEC", "catalog"
-    elif not (_is_null(tel.get("RA")) or _is_null(tel.get("DEC"))):
-        ra_key, dec_key, source = "RA", "DEC", "pointing"
-    else:
+    order = ("catalog", "pointing") if target_coordinates == "catalog" else ("pointing", "catalog")
+    usable = [s for s in order if not any(_is_null(tel.get(k)) for k in _POSITION_KEYS[s])]
+    if not usable:
         return None  # no usable position: no target record, not a crash (the original's bug)
+    source = usable[0]
+    ra_key, dec_key = _POSITION_KEYS[source]
     ra = _angle(tel[ra_key], u.hourangle, ra_key + where, path)
-    dec = _angle(tel[dec_key], u.deg, dec_key + where, path)
+    if dec_sign == "idl" and isinstance(tel[dec_key], str):
+        dec = _idl_declination(tel[dec_key], dec_key + where, path)
+    else:
+        dec = _angle(tel[dec_key], u.deg, dec_key + where, path)
     try:
         dec = Latitude(dec)
     except ValueError:
@@ -411,6 +453,17 @@ def _angle(value, unit, key, path) -> Angle:
         return Angle(float(value), unit=unit)
     except (ValueError, TypeError, u.UnitsError):
         raise _fail(path, f"{key} = {value!r} is not an angle (sexagesimal or a number)") from None
+
+
+def _idl_declination(text, key, path) -> Angle:
+    """The original's reading: each ':' word as a float, negative only if a word is < 0 (so the
+    sign of '-00:30:00' is lost, since float('-00') is -0.0, which is not < 0)."""
+    try:
+        words = [float(w) for w in text.strip().split(":")]
+    except ValueError:
+        raise _fail(path, f"{key} = {text!r} is not a sexagesimal angle") from None
+    value = sum(abs(w) / 60.0**i for i, w in enumerate(words))
+    return Angle(-value if any(w < 0 for w in words) else value, unit=u.deg)
 
 
 def _location(tel, where, path) -> EarthLocation | None:
