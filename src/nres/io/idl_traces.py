@@ -38,7 +38,14 @@ import numpy as np
 from ..errors import InvalidInputFileError, InvalidParameterError
 from ..traces import Traces
 
-__all__ = ["Y_CONVENTIONS", "TraceSamples", "read_trace_samples", "read_trace_seeds", "add_missing_fiber"]
+__all__ = [
+    "Y_CONVENTIONS",
+    "TraceSamples",
+    "read_trace_samples",
+    "read_trace_seeds",
+    "add_missing_fiber",
+    "samples_to_traces",
+]
 
 #: Physical order of order index 0 and the number of NRES orders.
 ORDER0 = 52
