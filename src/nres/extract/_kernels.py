@@ -9,17 +9,17 @@ from .._jit import njit, njit_parallel
 
 
 @njit
-def _window_moments(col, good, c, h):
+def _window_moments(img, good, x, c, h):
     """Moments of one column about ``c`` over the exact window [c - h, c + h].
 
-    ``col`` (ny,) float64 is treated as a piecewise-constant density (pixel j uniform over
+    Column ``x`` of ``img`` (ny, nx) float64 is treated as a piecewise-constant density (pixel j uniform over
     [j - 0.5, j + 0.5]), so the window edges cut pixels at sub-pixel positions and the moments are
     continuous in ``c`` (no rounding sawtooth). A straight background through the data at
     c - h - 0.5 and c + h + 0.5 (linear interpolation between pixel centres) is subtracted.
     Returns (m0, m1, bad) with m1 the first moment about c, bad = True if the window or its
     background samples leave the column or touch a bad pixel.
     """
-    ny = col.shape[0]
+    ny = img.shape[0]
     lo = c - h - 0.5
     hi = c + h + 0.5
     jlo = int(np.floor(lo))
@@ -27,13 +27,13 @@ def _window_moments(col, good, c, h):
     if jlo < 0 or jhi > ny - 1:
         return 0.0, 0.0, True
     for j in range(jlo, jhi + 1):
-        if not good[j]:
+        if not good[j, x]:
             return 0.0, 0.0, True
     fl = lo - jlo
-    bl = col[jlo] * (1.0 - fl) + col[jlo + 1] * fl
+    bl = img[jlo, x] * (1.0 - fl) + img[jlo + 1, x] * fl
     fh = hi - np.floor(hi)
     jh = int(np.floor(hi))
-    br = col[jh] if fh == 0.0 else col[jh] * (1.0 - fh) + col[jh + 1] * fh
+    br = img[jh, x] if fh == 0.0 else img[jh, x] * (1.0 - fh) + img[jh + 1, x] * fh
     mid = 0.5 * (bl + br)
     slope = (br - bl) / (2.0 * h + 1.0)
     m0 = 0.0
@@ -43,8 +43,8 @@ def _window_moments(col, good, c, h):
         b = min(j + 0.5, c + h) - c
         if b <= a:
             continue
-        m0 += col[j] * (b - a)
-        m1 += col[j] * 0.5 * (b * b - a * a)
+        m0 += img[j, x] * (b - a)
+        m1 += img[j, x] * 0.5 * (b * b - a * a)
     # the background line mid + slope * u integrates to 2 h mid and has first moment 2 h^3 slope / 3
     m0 -= 2.0 * h * mid
     m1 -= 2.0 * h * h * h * slope / 3.0
@@ -57,10 +57,9 @@ def _centroid_traces(data, var, good, centers, halfwidth):
 
     Parameters
     ----------
-    data, var : (nx, ny) float64
-        The image and its variance TRANSPOSED (one contiguous detector column per row), so a
-        column is read from contiguous memory.
-    good : (nx, ny) bool
+    data, var : (ny, nx) float64
+        The image and its variance (each trace walks along x, so consecutive reads are adjacent).
+    good : (ny, nx) bool
         True where a pixel is usable.
     centers : (n_traces, nx) float64
         Current centre (frame rows) per column; NaN = skip.
@@ -82,7 +81,7 @@ def _centroid_traces(data, var, good, centers, halfwidth):
             c = centers[t, x]
             if not np.isfinite(c):
                 continue
-            m0, m1, bad = _window_moments(data[x], good[x], c, h)
+            m0, m1, bad = _window_moments(data, good, x, c, h)
             if bad or not m0 > 0.0:
                 continue
             d = m1 / m0
@@ -92,39 +91,147 @@ def _centroid_traces(data, var, good, centers, halfwidth):
             s2 = 0.0
             for j in range(jlo, jhi + 1):
                 u = j - c - d
-                s2 += u * u * var[x, j]
+                s2 += u * u * var[j, x]
             cen[t, x] = c + d
             err[t, x] = np.sqrt(s2) / m0
             flux[t, x] = m0
     return cen, err, flux
 
 
+@njit
+def _follow_traces(img, var, good, k0, y_start, min_snr, h, max_step, max_miss):
+    """Follow traces from column k0 of a column-binned image to both sides.
+
+    img, var (ny, nb) float64, good (ny, nb) bool; y_start (n,) rows at column k0. In each step the
+    trace is predicted from its last position and slope, re-centred by the window centroid, and
+    accepted if the window flux exceeds ``min_snr`` times its noise and the centre moved less than
+    ``max_step``; a trace is dropped after ``max_miss`` misses in a row. Returns (n, nb) rows (NaN
+    where not followed).
+    """
+    ny, nb = img.shape
+    n = y_start.size
+    ys = np.full((n, nb), np.nan)
+    for t in range(n):
+        m0, m1, bad = _window_moments(img, good, k0, y_start[t], h)
+        if bad or not m0 > 0.0:
+            continue
+        ys[t, k0] = y_start[t] + m1 / m0
+        for step in (1, -1):
+            last = ys[t, k0]
+            slope = 0.0
+            have_slope = False
+            miss = 0
+            k = k0 + step
+            while 0 <= k < nb and miss < max_miss:
+                gap = miss + 1
+                pred = last + slope * gap
+                m0, m1, bad = _window_moments(img, good, k, pred, h)
+                ok = False
+                if not bad and m0 > 0.0:
+                    c = pred + m1 / m0
+                    j = int(min(max(pred, 0.0), ny - 1.0))
+                    noise = np.sqrt(var[j, k] * (2.0 * h + 1.0))
+                    if m0 > min_snr * noise and abs(c - pred) < max_step:
+                        ok = True
+                if ok:
+                    new_slope = (c - last) / gap
+                    slope = 0.5 * (slope + new_slope) if have_slope else new_slope
+                    have_slope = True
+                    ys[t, k] = c
+                    last = c
+                    miss = 0
+                else:
+                    miss += 1
+                k += step
+    return ys
+
+
 @njit_parallel
-def _centroid_columns(profiles, good, centers, halfwidth):
-    """Centroids in a few 1-D profiles: ``profiles`` (ncol, ny), ``centers`` (n, ncol) -> (cen, flux)."""
-    n, ncol = centers.shape
-    cen = np.full((n, ncol), np.nan)
-    flux = np.full((n, ncol), np.nan)
+def _fit_clipped(v, y, w, clip, n_clip):
+    """Weighted least-squares fits of many traces on one basis, with iterative sigma clipping.
+
+    Parameters
+    ----------
+    v : (nx, p) float64
+        Basis (e.g. Legendre Vandermonde) at each column.
+    y, w : (n, nx) float64
+        Samples and weights (w = 0: unusable).
+    clip : float
+        Reject |r| sqrt(w) > clip * 1.4826 * median(|r| sqrt(w)) (recomputed each pass).
+    n_clip : int
+        Largest number of clipping passes.
+
+    Returns
+    -------
+    coef : (n, p) float64; used : (n, nx) bool; rms : (n,) float64 (unweighted, of used columns;
+    NaN if fewer than p columns are used).
+    """
+    n, nx = y.shape
+    p = v.shape[1]
+    coef = np.zeros((n, p))
+    used = np.zeros((n, nx), dtype=np.bool_)
+    rms = np.full(n, np.nan)
     for t in prange(n):
-        for k in range(ncol):
-            c = centers[t, k]
-            if not np.isfinite(c):
-                continue
-            m0, m1, bad = _window_moments(profiles[k], good[k], c, halfwidth)
-            if bad or not m0 > 0.0:
-                continue
-            cen[t, k] = c + m1 / m0
-            flux[t, k] = m0
-    return cen, flux
+        u = w[t] > 0.0
+        for _ in range(n_clip + 1):
+            g = np.zeros((p, p))
+            r = np.zeros(p)
+            cnt = 0
+            for x in range(nx):
+                if not u[x]:
+                    continue
+                cnt += 1
+                wx = w[t, x]
+                for i in range(p):
+                    vi = v[x, i] * wx
+                    r[i] += vi * y[t, x]
+                    for j in range(i, p):
+                        g[i, j] += vi * v[x, j]
+            if cnt < p:
+                break
+            for i in range(p):
+                for j in range(i):
+                    g[i, j] = g[j, i]
+            c = np.linalg.solve(g, r)
+            z = np.empty(cnt)
+            k = 0
+            res = np.empty(nx)
+            for x in range(nx):
+                f = 0.0
+                for i in range(p):
+                    f += c[i] * v[x, i]
+                res[x] = y[t, x] - f
+                if u[x]:
+                    z[k] = abs(res[x]) * np.sqrt(w[t, x])
+                    k += 1
+            lim = clip * max(1.4826 * np.median(z), 1e-12)
+            changed = False
+            for x in range(nx):
+                if u[x] and abs(res[x]) * np.sqrt(w[t, x]) > lim:
+                    u[x] = False
+                    changed = True
+            coef[t] = c
+            s = 0.0
+            k = 0
+            for x in range(nx):
+                if u[x]:
+                    s += res[x] * res[x]
+                    k += 1
+            rms[t] = np.sqrt(s / k) if k >= p else np.nan
+            if not changed:
+                break
+        used[t] = u
+    return coef, used, rms
 
 
 def _warmup():
     """Compile every kernel on tiny inputs."""
     y = np.arange(40.0)
     col = np.exp(-0.5 * ((y - 20.3) / 1.5) ** 2)
-    data = np.ascontiguousarray(np.tile(col, (3, 1)))
+    data = np.ascontiguousarray(np.tile(col[:, None], (1, 3)))
     good = np.ones(data.shape, dtype=np.bool_)
     centers = np.full((1, 3), 20.0)
     _centroid_traces(data, data.copy(), good, centers, np.array([5.0]))
-    _centroid_columns(data, good, centers, 5.0)
-    _window_moments(col, good[0], 20.0, 5.0)
+    _follow_traces(data, data.copy(), good, 1, np.array([20.0]), 5.0, 3.0, 1.5, 3)
+    v = np.vander(np.linspace(-1.0, 1.0, 8), 2)
+    _fit_clipped(v, np.ones((2, 8)), np.ones((2, 8)), 4.0, 2)

@@ -35,19 +35,19 @@ def _unpack(flat, name):
     if not isinstance(flat, NDData):
         msg = f"{name}: expected a CCDData/NDData lamp flat, got {type(flat).__name__}"
         raise InvalidParameterError(msg)
-    data = np.asarray(flat.data, dtype=np.float64)
+    data = np.ascontiguousarray(flat.data, dtype=np.float64)
     if data.ndim != 2 or min(data.shape) < 16:
         msg = f"{name}: expected a 2-D frame of at least 16 x 16 pixels, got shape {data.shape}"
         raise InvalidParameterError(msg)
     if flat.uncertainty is None:
         msg = f"{name}: a variance (VarianceUncertainty) is required to weight the centroids"
         raise InvalidParameterError(msg)
-    var = np.asarray(flat.uncertainty.represent_as(VarianceUncertainty).array, dtype=np.float64)
+    var = np.ascontiguousarray(flat.uncertainty.represent_as(VarianceUncertainty).array, dtype=np.float64)
     good = np.isfinite(data) & np.isfinite(var)
     if flat.mask is not None:
         good &= ~np.asarray(flat.mask, dtype=bool)
     y0, x0 = window_origin(flat.meta)
-    return data, var, good, y0, x0
+    return data, var, np.ascontiguousarray(good), y0, x0
 
 
 def _x_domain(nx, x0):
@@ -84,83 +84,49 @@ def _seed_peaks(prof, pvar, pgood, min_snr):
     return peaks[(prom > min_snr * sig) & (p[peaks] > min_snr * sig)]
 
 
-def _follow(mean, mvar, ok, k0, y_start, min_snr, h=3.0):
-    """Follow traces from bin k0 left and right in the binned image; returns (n, nb) rows (NaN = none)."""
-    ny, nb = mean.shape
-    n = y_start.size
-    ys = np.full((n, nb), np.nan)
-    prof_t = np.ascontiguousarray(mean.T)
-    good_t = np.ascontiguousarray(ok.T)
-    cen, flux = _kernels._centroid_columns(
-        prof_t[k0 : k0 + 1], good_t[k0 : k0 + 1], np.ascontiguousarray(y_start[:, None], dtype=np.float64), h
-    )
-    ys[:, k0] = cen[:, 0]
-    for step in (1, -1):
-        last = ys[:, k0].copy()
-        slope = np.zeros(n)
-        miss = np.where(np.isfinite(last), 0, 99)
-        k = k0 + step
-        while 0 <= k < nb and np.any(miss <= 2):
-            active = miss <= 2
-            gap = np.where(active, miss + 1, 1)
-            pred = np.where(active, last + slope * gap, np.nan)
-            c, f = _kernels._centroid_columns(
-                prof_t[k : k + 1], good_t[k : k + 1], np.ascontiguousarray(pred[:, None]), h
-            )
-            c, f = c[:, 0], f[:, 0]
-            noise = np.sqrt(np.interp(np.nan_to_num(pred), np.arange(ny), mvar[:, k]) * (2 * h + 1))
-            hit = active & np.isfinite(c) & (f > min_snr * 0.5 * noise) & (np.abs(c - pred) < 1.5)
-            new_slope = np.where(hit, (c - last) / gap, slope)
-            slope = np.where(hit & (miss < 99), 0.5 * (slope + new_slope), slope)
-            slope = np.where(hit & (ys[:, k - step] != ys[:, k - step]), new_slope, slope)
-            ys[hit, k] = c[hit]
-            last = np.where(hit, c, last)
-            miss = np.where(hit, 0, miss + 1)
-            k += step
-    return ys
-
-
-def _merge(candidates, tol=2.0):
-    """Merge followed traces that are the same (median |dy| < tol on common bins)."""
-    cands = sorted(candidates, key=lambda r: -np.isfinite(r).sum())
-    kept = []
-    for row in cands:
-        for i, other in enumerate(kept):
-            both = np.isfinite(row) & np.isfinite(other)
-            if both.sum() and np.median(np.abs(row[both] - other[both])) < tol:
-                kept[i] = np.where(np.isfinite(other), other, row)
-                break
-        else:
-            kept.append(row)
-    return kept
-
-
 def _detect(data, var, good, *, min_snr, min_length, n_seeds=7):
-    """Blind detection: (samples (n, nb) frame rows, x of bins)."""
+    """Blind detection: (samples (n, nb) frame rows, x of bins).
+
+    Peaks of the binned profile at a few seed columns are followed along x; a seed peak within
+    2 px of a trace already followed from an earlier seed is not followed again, so orders whose
+    middle is off the frame (edge-clipped) are found from the outer seeds.
+    """
     mean, mvar, ok, xb = _binned(data, var, good)
     nb = xb.size
-    seeds = np.unique(np.round(np.linspace(0.04, 0.96, n_seeds) * (nb - 1)).astype(int))
-    candidates = []
+    seeds = np.unique(np.round(np.linspace(0.5, 0.04, n_seeds // 2 + 1) * (nb - 1)).astype(int))
+    seeds = np.unique(np.concatenate([seeds, (nb - 1) - seeds]))
+    seeds = seeds[np.argsort(np.abs(seeds - (nb - 1) / 2.0))]  # middle first
+    rows = []
     for k in seeds:
-        peaks = _seed_peaks(mean[:, k], mvar[:, k], ok[:, k], min_snr)
+        peaks = _seed_peaks(mean[:, k], mvar[:, k], ok[:, k], min_snr).astype(np.float64)
+        if rows:
+            known = np.array(rows)[:, k]
+            known = known[np.isfinite(known)]
+            if known.size:
+                peaks = peaks[np.min(np.abs(peaks[:, None] - known[None, :]), axis=1) > 2.0]
         if peaks.size:
-            candidates.extend(_follow(mean, mvar, ok, k, peaks.astype(np.float64), min_snr))
-    if not candidates:
+            ys = _kernels._follow_traces(
+                mean, mvar, ok, int(k), np.ascontiguousarray(peaks), min_snr * 0.5, 3.0, 1.5, 3
+            )
+            rows.extend(ys)
+    if not rows:
         msg = f"find_traces: no order found above min_snr={min_snr}; is this a lamp flat?"
         raise FitError(msg)
-    kept = _merge(candidates)
     bw = xb[1] - xb[0] if nb > 1 else data.shape[1]
-    kept = [r for r in kept if np.isfinite(r).sum() * bw >= min_length]
+    kept = [r for r in rows if np.isfinite(r).sum() * bw >= min_length]
     if not kept:
         msg = f"find_traces: no trace is longer than min_length={min_length} columns"
         raise FitError(msg)
     ys = np.array(kept)
-    mid = np.nanmedian(ys, axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mid = np.nanmedian(ys, axis=1)
     return ys[np.argsort(mid)], xb
 
 
 def _halfwidths(centers, max_halfwidth):
     """Centroid half-window per trace: a bit under half the distance to the nearest neighbour."""
+    centers = centers[:, :: max(1, centers.shape[1] // 128)]  # ~128 columns are plenty
     n = centers.shape[0]
     sep = np.full(n, np.inf)
     for i in range(n):
@@ -180,35 +146,23 @@ def _fit(t, y, w, degree, clip, n_clip):
     t (nx,), y and w (n, nx) with w = 0 where unusable. Returns coef (n, degree+1), used (n, nx),
     rms (n,) of the unclipped residuals.
     """
-    v = legendre.legvander(t, degree)  # (nx, p)
-    used = w > 0
-    y0 = np.where(used, y, 0.0)
-    coef = np.zeros((y.shape[0], degree + 1))
-    for _ in range(n_clip + 1):
-        ww = np.where(used, w, 0.0)
-        g = np.einsum("xp,tx,xq->tpq", v, ww, v)
-        rhs = np.einsum("xp,tx->tp", v, ww * y0)
-        few = used.sum(axis=1) <= degree
-        g[few] = np.eye(degree + 1)
-        rhs[few] = 0.0
-        coef = np.linalg.solve(g, rhs[..., None])[..., 0]
-        r = np.where(used, (y0 - coef @ v.T) * np.sqrt(np.where(used, w, 0.0)), np.nan)
-        with warnings.catch_warnings():  # rows without any usable column are all-NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            scale = 1.4826 * np.nanmedian(np.abs(r), axis=1)
-            new = used & (np.abs(r) <= clip * np.maximum(scale, 1e-12)[:, None])
-        if np.array_equal(new, used):
-            break
-        used = new
-    res = np.where(used, y0 - coef @ v.T, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        rms = np.sqrt(np.nanmean(res**2, axis=1))
-    return coef, used, np.where(used.sum(axis=1) > degree, rms, np.nan)
+    v = np.ascontiguousarray(legendre.legvander(t, degree))  # (nx, p)
+    w = np.where(np.isfinite(y) & np.isfinite(w), w, 0.0)
+    y = np.where(w > 0, y, 0.0)
+    coef, used, rms = _kernels._fit_clipped(
+        v,
+        np.ascontiguousarray(y, dtype=np.float64),
+        np.ascontiguousarray(w, dtype=np.float64),
+        float(clip),
+        int(n_clip),
+    )
+    # a trace with too few columns keeps zero coefficients and no used column
+    used &= (used.sum(axis=1) > degree)[:, None]
+    return coef, used, rms
 
 
 def _measure(
-    data, var, good, init, valid, *, degree, n_iter, clip, max_halfwidth, max_err=0.5, halfwidth=None
+    data, var, good, init, valid, *, degree, n_iter, clip, max_halfwidth, max_err=0.05, halfwidth=None
 ):
     """Iterate per-column centroids about the fitted trace and robust Legendre fits.
 
@@ -217,13 +171,10 @@ def _measure(
     """
     ny, nx = data.shape
     t = np.linspace(-1.0, 1.0, nx) if nx > 1 else np.zeros(1)
-    d_t = np.ascontiguousarray(data.T)
-    v_t = np.ascontiguousarray(var.T)
-    g_t = np.ascontiguousarray(good.T)
     h = _halfwidths(init, max_halfwidth) if halfwidth is None else np.asarray(halfwidth, np.float64)
     centers = np.where(valid, init, np.nan)
     for _ in range(n_iter):
-        cen, err, flux = _kernels._centroid_traces(d_t, v_t, g_t, np.ascontiguousarray(centers), h)
+        cen, err, flux = _kernels._centroid_traces(data, var, good, np.ascontiguousarray(centers), h)
         # a column whose centroid error exceeds max_err carries no useful signal (order end, gap)
         good_col = np.isfinite(cen) & valid & (err < max_err)
         w = np.where(good_col, 1.0 / (np.where(good_col, err, 1.0) ** 2 + _SYS_ERR**2), 0.0)
@@ -243,7 +194,8 @@ def _to_traces(coef_frame, used, rms, nx, y0, x0, *, ny, degree, orders, fibers,
     yfit = coef_frame @ legendre.legvander(t_frame, degree).T + y0
     a, b = x_domain
     t_full = 2.0 * (xf - a) / (b - a) - 1.0
-    coef = np.array([legendre.legfit(t_full, row, degree) for row in yfit])
+    # the same polynomial in the full-detector Legendre variable (exact: both maps are linear)
+    coef = yfit @ np.linalg.pinv(legendre.legvander(t_full, degree)).T
     x_valid = np.empty((len(coef), 2))
     for i in range(len(coef)):
         cols = np.flatnonzero(used[i])
@@ -476,9 +428,9 @@ def refine_traces(
         )
         centers = coef @ legendre.legvander(t, degree).T
         cen, err, _ = _kernels._centroid_traces(
-            np.ascontiguousarray(data.T),
-            np.ascontiguousarray(var.T),
-            np.ascontiguousarray(good.T),
+            data,
+            var,
+            good,
             np.ascontiguousarray(np.where(valid, centers, np.nan)),
             h,
         )
