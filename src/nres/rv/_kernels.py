@@ -137,7 +137,9 @@ def _first_edge_above(edges, lo, hi, value):
 
 
 @njit
-def _mask_order(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, o, coeff_g, num, den, use_g):
+def _mask_order(
+    edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, fixed, o, coeff_g, num, den, use_g
+):
     """Accumulate the mask CCF of order o (numerator, denominator) or its variance weights."""
     e0 = estart[o]
     ne = estart[o + 1] - e0  # n_pix + 1 edges
@@ -146,9 +148,9 @@ def _mask_order(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, o,
     ehi = edges[e0 + ne - 1]
     # one set of lines for the whole velocity grid: holes inside the order at every trial z
     # (a set that changed along the grid would make the CCF asymmetric)
-    zmin = zs.min()
-    zmax = zs.max()
     for j in range(zs.size):
+        zmin = zs.min() if fixed else zs[j]
+        zmax = zs.max() if fixed else zs[j]
         f1 = 1.0 + zs[j]
         nacc = 0.0
         dacc = 0.0
@@ -177,7 +179,7 @@ def _mask_order(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, o,
 
 
 @njit_parallel
-def mask_ccf(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs):
+def mask_ccf(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, fixed):
     """Binary-mask CCF per order: box lines of relative width, pixel-overlap weighted.
 
     ``num[o, j] = sum_l w_l sum_i f_il(z_j) d_i`` and ``den[o, j] = sum_l w_l sum_i f_il(z_j) b_i``
@@ -200,6 +202,9 @@ def mask_ccf(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs):
         order at every trial z are used).
     zs : float64 (n_z,)
         Trial redshifts.
+    fixed : bool
+        True: use only holes inside the order at every z (one line set for the grid, a symmetric
+        CCF); False: at each z the holes inside the order then (a wide search).
 
     Returns
     -------
@@ -210,7 +215,9 @@ def mask_ccf(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs):
     den = np.zeros((n_order, zs.size))
     dummy = np.zeros(1)
     for o in prange(n_order):
-        _mask_order(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, o, dummy, num, den, False)
+        _mask_order(
+            edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, fixed, o, dummy, num, den, False
+        )
     return num, den
 
 
@@ -230,7 +237,7 @@ def mask_ccf_variance(edges, estart, var, pstart, lline, hline, wline, lrange, z
     dummy = np.zeros((n_order, zs.size))
     for o in prange(n_order):
         _mask_order(
-            edges, estart, var, var, pstart, lline, hline, wline, lrange, zs, o, coeff, g, dummy, True
+            edges, estart, var, var, pstart, lline, hline, wline, lrange, zs, True, o, coeff, g, dummy, True
         )
         acc = 0.0
         for i in range(pstart[o], pstart[o + 1]):
@@ -254,5 +261,5 @@ def _warmup():
     estart = np.array([0, 9], dtype=np.int64)
     lines = np.array([500.4]), np.array([500.45]), np.array([1.0])
     lrange = np.array([[0, 1]], dtype=np.int64)
-    mask_ccf(edges, estart, np.ones(8), np.ones(8), start, *lines, lrange, np.zeros(2))
+    mask_ccf(edges, estart, np.ones(8), np.ones(8), start, *lines, lrange, np.zeros(2), True)
     mask_ccf_variance(edges, estart, np.ones(8), start, *lines, lrange, np.zeros(2), np.ones((1, 2)))

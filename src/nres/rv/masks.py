@@ -66,7 +66,7 @@ class LineMask:
         lam = np.atleast_1d(self.wavelength.to_value(u.nm)).astype(float)
         weight = np.atleast_1d(np.asarray(self.weight, dtype=float))
         if lam.ndim != 1 or weight.shape != lam.shape or lam.size == 0:
-            msg = f"LineMask: wavelength and weight must be 1-D of equal length, got {lam.shape}, {weight.shape}"
+            msg = f"LineMask: wavelength, weight must be 1-D of one length; got {lam.shape}, {weight.shape}"
             raise InvalidParameterError(msg)
         if not (np.all(np.isfinite(lam)) and np.all(lam > 0) and np.all(np.isfinite(weight))):
             msg = "LineMask: wavelengths must be finite and positive and weights finite"
