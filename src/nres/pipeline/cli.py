@@ -18,6 +18,7 @@ __all__ = ["main", "COMMANDS"]
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("nres.pipeline.cmd_simulate", "simulate a frame (FITS) and its truth (npz + ECSV)"),
     "demo": ("nres.pipeline.cmd_demo", "run the demonstration reduction"),
     "model": ("nres.pipeline.cmd_model", "wavelength coverage of every order and fiber of a site"),
 }
