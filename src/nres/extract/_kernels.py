@@ -147,7 +147,7 @@ def _follow_traces(img, var, good, k0, y_start, min_snr, h, max_step, max_miss):
 
 
 @njit_parallel
-def _fit_clipped(v, y, w, clip, n_clip):
+def _fit_clipped(v, y, w, nterm, clip, n_clip):
     """Weighted least-squares fits of many traces on one basis, with iterative sigma clipping.
 
     Parameters
@@ -156,6 +156,8 @@ def _fit_clipped(v, y, w, clip, n_clip):
         Basis (e.g. Legendre Vandermonde) at each column.
     y, w : (n, nx) float64
         Samples and weights (w = 0: unusable).
+    nterm : (n,) int64
+        Number of basis functions used for each trace (<= p; the other coefficients are 0).
     clip : float
         Reject |r| sqrt(w) > clip * 1.4826 * median(|r| sqrt(w)) (recomputed each pass).
     n_clip : int
@@ -173,23 +175,24 @@ def _fit_clipped(v, y, w, clip, n_clip):
     rms = np.full(n, np.nan)
     for t in prange(n):
         u = w[t] > 0.0
+        q = min(max(nterm[t], 1), p)
         for _ in range(n_clip + 1):
-            g = np.zeros((p, p))
-            r = np.zeros(p)
+            g = np.zeros((q, q))
+            r = np.zeros(q)
             cnt = 0
             for x in range(nx):
                 if not u[x]:
                     continue
                 cnt += 1
                 wx = w[t, x]
-                for i in range(p):
+                for i in range(q):
                     vi = v[x, i] * wx
                     r[i] += vi * y[t, x]
-                    for j in range(i, p):
+                    for j in range(i, q):
                         g[i, j] += vi * v[x, j]
-            if cnt < p:
+            if cnt < q:
                 break
-            for i in range(p):
+            for i in range(q):
                 for j in range(i):
                     g[i, j] = g[j, i]
             c = np.linalg.solve(g, r)
@@ -198,7 +201,7 @@ def _fit_clipped(v, y, w, clip, n_clip):
             res = np.empty(nx)
             for x in range(nx):
                 f = 0.0
-                for i in range(p):
+                for i in range(q):
                     f += c[i] * v[x, i]
                 res[x] = y[t, x] - f
                 if u[x]:
@@ -210,14 +213,14 @@ def _fit_clipped(v, y, w, clip, n_clip):
                 if u[x] and abs(res[x]) * np.sqrt(w[t, x]) > lim:
                     u[x] = False
                     changed = True
-            coef[t] = c
+            coef[t, :q] = c
             s = 0.0
             k = 0
             for x in range(nx):
                 if u[x]:
                     s += res[x] * res[x]
                     k += 1
-            rms[t] = np.sqrt(s / k) if k >= p else np.nan
+            rms[t] = np.sqrt(s / k) if k >= q else np.nan
             if not changed:
                 break
         used[t] = u
@@ -234,4 +237,7 @@ def _warmup():
     _centroid_traces(data, data.copy(), good, centers, np.array([5.0]))
     _follow_traces(data, data.copy(), good, 1, np.array([20.0]), 5.0, 3.0, 1.5, 3)
     v = np.vander(np.linspace(-1.0, 1.0, 8), 2)
-    _fit_clipped(v, np.ones((2, 8)), np.ones((2, 8)), 4.0, 2)
+    _fit_clipped(v, np.ones((2, 8)), np.ones((2, 8)), np.array([2, 1]), 4.0, 2)
+    from ._extract_kernels import _warmup as _warmup_extraction
+
+    _warmup_extraction()

@@ -127,7 +127,7 @@ def identify_traces(
     fibers : sequence of int
         Fiber ids lit in the flat (only these reference traces are candidates).
     columns : sequence of float, optional
-        Full-detector x where the comb of centres is matched; default 5 columns spread over the
+        Full-detector x where the comb of centres is matched; default 3 columns spread over the
         found traces. A trace takes the id found at the column nearest its middle where it is valid;
         columns that disagree raise ``FitError``.
     max_shift : float
@@ -159,7 +159,7 @@ def identify_traces(
     if columns is None:
         lo = np.percentile(traces.x_valid[:, 0], 10)
         hi = np.percentile(traces.x_valid[:, 1], 90)
-        columns = np.linspace(lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo), 5)
+        columns = np.linspace(lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo), 3)
     columns = np.atleast_1d(np.asarray(columns, dtype=np.float64))
     ids = np.full((len(traces), columns.size), -1)
     shifts, scales = [], []
