@@ -1,7 +1,9 @@
 """nres.extract: order tracing and identification (profiles and extraction follow)."""
 
+from .extraction import extract
 from .identify import identify_traces, lit_fibers
-from .profiles import Profiles
+from .profiles import Profiles, measure_profiles
 from .trace import find_traces, refine_traces
 
 __all__ = ["find_traces", "refine_traces", "identify_traces", "lit_fibers", "Profiles"]
+__all__ += ["measure_profiles", "extract"]

@@ -1,0 +1,316 @@
+"""Jitted kernels of nres.extract part 2: profile evaluation, box and optimal extraction.
+
+Plain contiguous arrays in, arrays out. Images are passed TRANSPOSED, shape (nx, ny), so the
+aperture of one column is read from contiguous memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._jit import njit, njit_parallel
+
+#: status bits returned per (trace, column)
+ST_EDGE = 1  # aperture leaves the frame, or no centre
+ST_MASKED = 2  # at least one masked pixel inside the aperture (box sum incomplete)
+ST_NO_WEIGHT = 4  # no usable pixel / zero profile weight
+
+
+@njit
+def _profile_value(prof, t, k, f, grid0, gstep, d):
+    """Profile of trace t at offset d (px), blocks k and k+1 mixed with fraction f."""
+    ng = prof.shape[2]
+    g = (d - grid0) / gstep
+    if g < 0.0 or g > ng - 1.0:
+        return 0.0
+    i0 = int(np.floor(g))
+    if i0 >= ng - 1:
+        i0 = ng - 2
+    u = g - i0
+    a = prof[t, k, i0] * (1.0 - u) + prof[t, k, i0 + 1] * u
+    if f == 0.0:
+        return a
+    b = prof[t, k + 1, i0] * (1.0 - u) + prof[t, k + 1, i0 + 1] * u
+    return a * (1.0 - f) + b * f
+
+
+@njit
+def _box_column(col, good, c, half):
+    """Fractional-edge box sum of one column over [c - half, c + half].
+
+    Returns (sum, weight of good pixels, total weight, m1, m2, jlo, jhi); m1/m2 are the first
+    moment about c and the rms width of the good pixels. jlo > jhi when the aperture leaves the column.
+    """
+    ny = col.shape[0]
+    lo = c - half
+    hi = c + half
+    jlo = int(np.floor(lo + 0.5))
+    jhi = int(np.ceil(hi - 0.5))
+    if jlo < 0 or jhi > ny - 1:
+        return 0.0, 0.0, 0.0, 0.0, 0.0, 1, 0
+    s = 0.0
+    wg = 0.0
+    wt = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    for j in range(jlo, jhi + 1):
+        w = min(j + 0.5, hi) - max(j - 0.5, lo)
+        if w <= 0.0:
+            continue
+        wt += w
+        if good[j]:
+            v = w * col[j]
+            s += v
+            wg += w
+            s1 += v * (j - c)
+            s2 += v * (j - c) * (j - c)
+    m1 = 0.0
+    m2 = 0.0
+    if s > 0.0:
+        m1 = s1 / s
+        m2 = np.sqrt(max(s2 / s - m1 * m1, 0.0))
+    return s, wg, wt, m1, m2, jlo, jhi
+
+
+@njit_parallel
+def _extract(
+    data,
+    var,
+    var0,
+    good,
+    centers,
+    prof,
+    blk_k,
+    blk_f,
+    grid0,
+    gstep,
+    half,
+    optimal,
+    n_iter,
+    kappa,
+    max_reject,
+    rejected,
+):
+    """Box and (optionally) optimal extraction of every trace in every column.
+
+    Parameters
+    ----------
+    data, var, var0 : (nx, ny) float64
+        Image (e-), its variance (box errors) and the model variance floor (read noise^2 + dark +
+        background) per pixel, transposed.
+    good : (nx, ny) bool
+        Usable pixels, transposed.
+    centers : (ntr, nx) float64
+        Trace centre (window rows) per column; NaN = skip.
+    prof : (ntr, nblock, ngrid) float64
+        Profile per block sampled at offsets ``grid0 + gstep * k`` (value of a pixel centred there,
+        for unit total flux).
+    blk_k : (nx,) int64, blk_f : (nx,) float64
+        Block index and fraction of the next block, per column.
+    half : float
+        Aperture half height (px).
+    optimal : bool
+        Also run the optimal extraction.
+    n_iter : int
+        Model-variance iterations per fit.
+    kappa : float
+        Rejection threshold (sigma); max_reject: most pixels rejected per column.
+    rejected : (nx, ny) bool
+        Output: set True at rejected pixels (only ever set, so traces may share it).
+
+    Returns
+    -------
+    flux, fvar, box, bvar, m1, m2, pcover : (ntr, nx) float64
+        Optimal flux and variance (NaN if not run), box sum and variance, moments, and the profile
+        weight of the good aperture pixels over the aperture's whole profile weight.
+    nrej, status : (ntr, nx) int64
+        Rejected pixels (positive outliers counted, negative ones add 1000) and status bits.
+    """
+    ntr, nx = centers.shape
+    flux = np.full((ntr, nx), np.nan)
+    fvar = np.full((ntr, nx), np.nan)
+    box = np.full((ntr, nx), np.nan)
+    bvar = np.full((ntr, nx), np.nan)
+    m1o = np.full((ntr, nx), np.nan)
+    m2o = np.full((ntr, nx), np.nan)
+    pcover = np.zeros((ntr, nx))
+    nrej = np.zeros((ntr, nx), dtype=np.int64)
+    status = np.zeros((ntr, nx), dtype=np.int64)
+    nap = int(2.0 * half + 3.0)
+    for t in prange(ntr):
+        p = np.empty(nap)
+        use = np.empty(nap, dtype=np.bool_)
+        for i in range(nx):
+            c = centers[t, i]
+            if not np.isfinite(c):
+                status[t, i] = ST_EDGE
+                continue
+            col = data[i]
+            s, wg, wt, m1, m2, jlo, jhi = _box_column(col, good[i], c, half)
+            if jlo > jhi:
+                status[t, i] = ST_EDGE
+                continue
+            vs = 0.0
+            for j in range(jlo, jhi + 1):
+                w = min(j + 0.5, c + half) - max(j - 0.5, c - half)
+                if w > 0.0 and good[i, j]:
+                    vs += w * w * var[i, j]
+            if wg < wt:
+                status[t, i] |= ST_MASKED
+            if wg <= 0.0:
+                status[t, i] |= ST_NO_WEIGHT
+                continue
+            box[t, i] = s
+            bvar[t, i] = vs
+            m1o[t, i] = m1
+            m2o[t, i] = m2
+            if not optimal:
+                continue
+            k = blk_k[i]
+            f = blk_f[i]
+            n = jhi - jlo + 1
+            ptot = 0.0
+            pgood = 0.0
+            sd = 0.0
+            for q in range(n):
+                j = jlo + q
+                p[q] = _profile_value(prof, t, k, f, grid0, gstep, j - c)
+                use[q] = good[i, j] and p[q] > 0.0
+                ptot += p[q]
+                if use[q]:
+                    pgood += p[q]
+                    sd += col[j]
+            if pgood <= 0.0:
+                status[t, i] |= ST_NO_WEIGHT
+                continue
+            pcover[t, i] = pgood / ptot
+            fl = sd / pgood  # start: the box estimate over the good pixels, scaled by their profile
+            b = 0.0
+            for _r in range(max_reject + 1):
+                for _it in range(n_iter):
+                    a = 0.0
+                    b = 0.0
+                    for q in range(n):
+                        if use[q]:
+                            j = jlo + q
+                            v = var0[i, j] + max(fl * p[q], 0.0)
+                            a += p[q] * col[j] / v
+                            b += p[q] * p[q] / v
+                    if b <= 0.0:
+                        break
+                    fl = a / b
+                if b <= 0.0:
+                    break
+                worst = -1
+                zmax = kappa * kappa
+                for q in range(n):
+                    if use[q]:
+                        j = jlo + q
+                        v = var0[i, j] + max(fl * p[q], 0.0)
+                        r = col[j] - fl * p[q]
+                        z = r * r / v
+                        if z > zmax:
+                            zmax = z
+                            worst = q
+                if worst < 0 or _r == max_reject:
+                    break
+                j = jlo + worst
+                use[worst] = False
+                rejected[i, j] = True
+                if col[j] > fl * p[worst]:
+                    nrej[t, i] += 1
+                else:
+                    nrej[t, i] += 1000
+            if b <= 0.0:
+                status[t, i] |= ST_NO_WEIGHT
+                continue
+            # final variance from the converged model
+            b = 0.0
+            for q in range(n):
+                if use[q]:
+                    j = jlo + q
+                    b += p[q] * p[q] / (var0[i, j] + max(fl * p[q], 0.0))
+            flux[t, i] = fl
+            fvar[t, i] = 1.0 / b
+    return flux, fvar, box, bvar, m1o, m2o, pcover, nrej, status
+
+
+@njit_parallel
+def _profile_samples(data, good, centers, flux, blk, nblock, grid0, gstep, ngrid, rmax):
+    """Accumulate normalised profile samples of every trace per block on an offset grid.
+
+    data, good : (nx, ny) transposed flat image; centers : (ntr, nx) window rows (NaN = skip);
+    flux : (ntr, nx) normalising flux per column (<= 0 = skip); blk : (nx,) int64 block of each
+    column (-1 = skip). Each good pixel within ``rmax`` of the centre adds ``data / flux`` at
+    offset d = j - c, split linearly between the two nearest grid nodes.
+
+    Returns
+    -------
+    sv, sw : (ntr, nblock, ngrid) float64
+        Weighted sums of the samples and of their weights.
+    """
+    ntr, nx = centers.shape
+    ny = data.shape[1]
+    sv = np.zeros((ntr, nblock, ngrid))
+    sw = np.zeros((ntr, nblock, ngrid))
+    for t in prange(ntr):
+        for i in range(nx):
+            c = centers[t, i]
+            fl = flux[t, i]
+            b = blk[i]
+            if b < 0 or not np.isfinite(c) or not fl > 0.0:
+                continue
+            jlo = max(int(np.ceil(c - rmax)), 0)
+            jhi = min(int(np.floor(c + rmax)), ny - 1)
+            for j in range(jlo, jhi + 1):
+                if not good[i, j]:
+                    continue
+                g = (j - c - grid0) / gstep
+                i0 = int(np.floor(g))
+                if i0 < 0 or i0 >= ngrid - 1:
+                    continue
+                u = g - i0
+                v = data[i, j] / fl
+                sv[t, b, i0] += (1.0 - u) * v
+                sw[t, b, i0] += 1.0 - u
+                sv[t, b, i0 + 1] += u * v
+                sw[t, b, i0 + 1] += u
+    return sv, sw
+
+
+def _warmup():
+    """Compile every kernel on tiny inputs."""
+    y = np.arange(30.0)
+    col = 100.0 * np.exp(-0.5 * ((y - 15.2) / 1.5) ** 2) / (np.sqrt(2 * np.pi) * 1.5)
+    data = np.ascontiguousarray(np.tile(col, (4, 1)))
+    good = np.ones(data.shape, dtype=np.bool_)
+    var0 = np.full(data.shape, 25.0)
+    centers = np.full((1, 4), 15.2)
+    grid = np.arange(-8.0, 8.01, 0.5)
+    prof = np.exp(-0.5 * (grid / 1.5) ** 2)[None, None, :] / (np.sqrt(2 * np.pi) * 1.5)
+    prof = np.ascontiguousarray(np.repeat(prof, 2, axis=1))
+    rej = np.zeros(data.shape, dtype=np.bool_)
+    _extract(
+        data,
+        var0 + data,
+        var0,
+        good,
+        centers,
+        prof,
+        np.zeros(4, dtype=np.int64),
+        np.zeros(4),
+        -8.0,
+        0.5,
+        5.25,
+        True,
+        2,
+        5.0,
+        2,
+        rej,
+    )
+    _profile_samples(
+        data, good, centers, np.full((1, 4), 100.0), np.zeros(4, dtype=np.int64), 1, -8.0, 0.5, grid.size, 7.0
+    )
+    _box_column(col, good[0], 15.2, 5.25)
+    _profile_value(prof, 0, 0, 0.5, -8.0, 0.5, 0.3)

@@ -1,0 +1,314 @@
+"""Box and optimal extraction of every lit (fiber, order) into an :class:`~nres.spectrum.EchelleSpectrum`.
+
+``method="optimal"`` is Horne (1986) with the *model* variance
+``V = read_noise^2 + dark + background + f P`` (iterated ``n_iter`` times from the box estimate; the
+data-derived variance is biased low at low flux) and iterative rejection of the worst pixel beyond
+``kappa`` sigma (cosmic rays), at most ``max_reject`` per column. The profile P must be normalised
+over its full wings (:func:`~nres.extract.measure_profiles`), so the result is the column's total flux.
+
+``method="box"`` is the plain sum over the aperture ``[c - h/2, c + h/2]`` (h = ``traces.box_height``);
+edge pixels count with the fraction of their height inside the aperture. Aperture losses are the
+same in a target and its flat, so box ratios are unbiased.
+
+``method="idl"`` is the original's fit (:mod:`nres.extract.idl`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.nddata import VarianceUncertainty
+from astropy.table import QTable
+
+from ..errors import InvalidParameterError
+from ..flags import FLAG_DTYPE, Flag
+from ..provenance import record_provenance
+from ..spectrum import EchelleSpectrum
+from . import _extract_kernels as _k
+from .identify import lit_fibers
+from .profiles import Profiles, _frame_arrays, _window_centers
+
+__all__ = ["extract", "METHODS"]
+
+#: Extraction methods.
+METHODS = ("optimal", "box", "idl")
+
+
+def _read_noise(frame, read_noise):
+    if read_noise is not None:
+        return float(read_noise)
+    meta = getattr(frame, "meta", None) or {}
+    if "RDNOISE" in meta:
+        return float(meta["RDNOISE"])
+    msg = "extract: read_noise not given and the frame's meta has no RDNOISE (electrons)"
+    raise InvalidParameterError(msg)
+
+
+def _select(traces, frame, fibers):
+    if fibers is None:
+        meta = getattr(frame, "meta", None)
+        fibers = lit_fibers(meta) if meta is not None and "OBJECTS" in meta else np.unique(traces.fibers)
+    sel = traces.select(fibers=list(np.atleast_1d(fibers)))
+    if len(sel) == 0:
+        msg = f"extract: traces has no trace of fibers {list(np.atleast_1d(fibers))}"
+        raise InvalidParameterError(msg)
+    return sel
+
+
+def _grid(profile):
+    dy = profile.dy
+    if dy.size < 2:
+        msg = "extract: profile must have at least two dy samples"
+        raise InvalidParameterError(msg)
+    step = float(dy[1] - dy[0])
+    if not np.allclose(np.diff(dy), step, rtol=1e-9, atol=1e-12):
+        msg = "extract: profile.dy must be uniformly spaced"
+        raise InvalidParameterError(msg)
+    return float(dy[0]), step
+
+
+def _bleed_columns(frame_flags_T, cen, half, thar_rows, margin):
+    """Columns (per ThAr trace) whose aperture holds a SATURATED or BLEED pixel, dilated by margin."""
+    nx = cen.shape[1]
+    out = np.zeros((len(thar_rows), nx), dtype=bool)
+    if frame_flags_T is None:
+        return out
+    bad_bits = np.uint16(int(Flag.SATURATED | Flag.BLEED))
+    hit = (frame_flags_T & bad_bits) != 0  # (nx, ny)
+    ny = hit.shape[1]
+    for r, t in enumerate(thar_rows):
+        c = cen[t]
+        ok = np.isfinite(c)
+        lo = np.clip(np.floor(np.where(ok, c, 0) - half + 0.5).astype(int), 0, ny - 1)
+        hi = np.clip(np.ceil(np.where(ok, c, 0) + half - 0.5).astype(int), 0, ny - 1)
+        cum = np.concatenate([np.zeros((nx, 1), dtype=np.int64), np.cumsum(hit, axis=1)], axis=1)
+        n = cum[np.arange(nx), hi + 1] - cum[np.arange(nx), lo]
+        cols = ok & (n > 0)
+        if margin > 0 and cols.any():
+            k = np.ones(2 * margin + 1)
+            cols = np.convolve(cols.astype(float), k, mode="same") > 0
+        out[r] = cols
+    return out
+
+
+def extract(
+    frame,
+    traces,
+    *,
+    profile=None,
+    method="optimal",
+    fibers=None,
+    read_noise=None,
+    dark=0.0,
+    background=None,
+    n_iter=3,
+    kappa=5.0,
+    max_reject=4,
+    reject=True,
+    thar_fiber=1,
+    bleed_margin=3,
+    max_rejected_weight=0.3,
+    return_rejected=False,
+    **idl_options,
+):
+    """Extract every lit (fiber, order) of a frame.
+
+    Parameters
+    ----------
+    frame : CCDData
+        Image in electrons (scattered light already subtracted, see
+        :func:`~nres.extract.subtract_scattered_light`), shape (ny, nx), possibly a window
+        (origin in ``meta``). Its mask and flags exclude pixels; its variance gives the box errors.
+    traces : Traces
+        Traces in full-detector coordinates; the aperture height is ``traces.box_height``.
+    profile : Profiles or None
+        Normalised profiles (:func:`measure_profiles`); required by "optimal" and "idl".
+    method : {"optimal", "box", "idl"}
+    fibers : sequence of int or None
+        Fibers to extract; default the lit fibers of ``meta["OBJECTS"]`` (else every fiber of traces).
+    read_noise : float or None
+        Read noise (e-); default ``meta["RDNOISE"]``.
+    dark : float or ndarray (ny, nx)
+        Dark electrons per pixel of this exposure (model variance only).
+    background : ndarray (ny, nx) or None
+        The scattered light that was subtracted (e-; model variance only, negative values count 0).
+    n_iter : int
+        Model-variance iterations per fit (>= 1; 3 by default).
+    kappa : float
+        Rejection threshold in sigma of the model variance.
+    max_reject : int
+        Most pixels rejected per column; ``reject=False`` sets it to 0.
+    thar_fiber : int
+        Fiber whose saturated/bleeding lines flag the other fibers of the same order (Flag.BLEED),
+        over the columns of the hit dilated by ``bleed_margin``.
+    max_rejected_weight : float
+        A column whose rejected pixels carry more than this fraction of the aperture's profile weight
+        is flagged COSMIC_RAY (positive outliers) or OUTLIER (negative ones).
+    return_rejected : bool
+        Also return the boolean (ny, nx) map of rejected pixels.
+    **idl_options
+        Options of ``method="idl"`` (:func:`nres.extract.idl.extract_idl`).
+
+    Returns
+    -------
+    EchelleSpectrum
+        data (n_fiber, n_order, nx) in electrons, variance, flags; ``pixel`` the full-detector columns;
+        ``meta["EXTRACTION"]`` a QTable per (fiber, order): ``fiber, order, n_columns, dy`` (median
+        light centroid minus the profile's, px; NaN for box), ``width`` (median rms width, px),
+        ``n_rejected`` (pixels), ``n_flagged`` (columns flagged COSMIC_RAY/OUTLIER), ``n_bleed``.
+    rejected : ndarray of bool, shape (ny, nx)
+        Only with ``return_rejected=True``.
+    """
+    if method not in METHODS:
+        msg = f"extract: method must be one of {METHODS}, got {method!r}"
+        raise InvalidParameterError(msg)
+    if method == "idl":
+        from .idl import extract_idl
+
+        return extract_idl(frame, traces, profile=profile, fibers=fibers, **idl_options)
+    if idl_options:
+        msg = f"extract: unknown option(s) {sorted(idl_options)} for method={method!r}"
+        raise InvalidParameterError(msg)
+    optimal = method == "optimal"
+    if optimal and not isinstance(profile, Profiles):
+        msg = "extract: method='optimal' needs profile=Profiles (see nres.extract.measure_profiles)"
+        raise InvalidParameterError(msg)
+    if int(n_iter) < 1 or not kappa > 0 or int(max_reject) < 0:
+        msg = f"extract: need n_iter >= 1, kappa > 0, max_reject >= 0; got {n_iter}, {kappa}, {max_reject}"
+        raise InvalidParameterError(msg)
+    sel = _select(traces, frame, fibers)
+    dataT, varT, goodT = _frame_arrays(frame, "extract: frame")
+    nx, ny = dataT.shape
+    meta = getattr(frame, "meta", None)
+    cen, xfull = _window_centers(sel, (ny, nx), meta)
+    half = 0.5 * sel.box_height
+    rn = _read_noise(frame, read_noise) if optimal else 0.0
+    var0 = np.full((ny, nx), rn * rn) + np.asarray(dark, dtype=np.float64)
+    if background is not None:
+        bkg = np.asarray(background, dtype=np.float64)
+        if bkg.shape != (ny, nx):
+            msg = f"extract: background must have the frame's shape {(ny, nx)}, got {bkg.shape}"
+            raise InvalidParameterError(msg)
+        var0 = var0 + np.maximum(bkg, 0.0)
+    var0T = np.ascontiguousarray(var0.T)
+    if optimal:
+        prof = np.ascontiguousarray(profile.for_traces(sel))
+        grid0, gstep = _grid(profile)
+        blk_k, blk_f = profile.block_weights(xfull)
+    else:
+        prof, grid0, gstep = np.zeros((len(sel), 1, 2)), 0.0, 1.0
+        blk_k, blk_f = np.zeros(nx, dtype=np.int64), np.zeros(nx)
+    rejT = np.zeros((nx, ny), dtype=np.bool_)
+    nmax = int(max_reject) if reject else 0
+    flux, fvar, box, bvar, m1, m2, pcov, nrej, status = _k._extract(
+        dataT,
+        varT,
+        var0T,
+        goodT,
+        cen,
+        prof,
+        np.ascontiguousarray(blk_k, dtype=np.int64),
+        np.ascontiguousarray(blk_f, dtype=np.float64),
+        grid0,
+        gstep,
+        half,
+        optimal,
+        int(n_iter),
+        float(kappa),
+        nmax,
+        rejT,
+    )
+    val, var = (flux, fvar) if optimal else (box, bvar)
+
+    flags = np.zeros((len(sel), nx), dtype=FLAG_DTYPE)
+    flags[(status & _k.ST_EDGE) != 0] |= FLAG_DTYPE(Flag.ORDER_EDGE)
+    flags[(status & _k.ST_NO_WEIGHT) != 0] |= FLAG_DTYPE(Flag.NO_WEIGHT)
+    if not optimal:
+        flags[(status & _k.ST_MASKED) != 0] |= FLAG_DTYPE(Flag.BAD_PIXEL)
+    else:
+        lost = 1.0 - pcov
+        flags[(nrej % 1000 > 0) & (lost > max_rejected_weight)] |= FLAG_DTYPE(Flag.COSMIC_RAY)
+        flags[(nrej >= 1000) & (lost > max_rejected_weight)] |= FLAG_DTYPE(Flag.OUTLIER)
+        flags[(pcov > 0) & (pcov < 1.0 - max_rejected_weight) & (nrej == 0)] |= FLAG_DTYPE(Flag.BAD_PIXEL)
+
+    # star-fiber columns next to saturated/bleeding ThAr lines of the same order
+    frame_flags = getattr(frame, "flags", None)
+    thar_rows = np.flatnonzero(sel.fibers == thar_fiber)
+    bleed = _bleed_columns(
+        None if frame_flags is None else np.ascontiguousarray(np.asarray(frame_flags).T),
+        cen,
+        half,
+        thar_rows,
+        int(bleed_margin),
+    )
+    n_bleed = np.zeros(len(sel), dtype=np.int64)
+    for r, t in enumerate(thar_rows):
+        others = np.flatnonzero((sel.orders == sel.orders[t]) & (sel.fibers != thar_fiber))
+        for o in others:
+            flags[o, bleed[r]] |= FLAG_DTYPE(Flag.BLEED)
+            n_bleed[o] = int(bleed[r].sum())
+
+    fib_ids = np.unique(sel.fibers)
+    ord_ids = np.unique(sel.orders)
+    shape = (fib_ids.size, ord_ids.size, nx)
+    out = np.full(shape, np.nan)
+    outv = np.full(shape, np.nan)
+    outf = np.full(shape, int(Flag.OFF_DETECTOR), dtype=FLAG_DTYPE)
+    fi = np.searchsorted(fib_ids, sel.fibers)
+    oi = np.searchsorted(ord_ids, sel.orders)
+    out[fi, oi] = val
+    outv[fi, oi] = var
+    outf[fi, oi] = flags
+    outv = np.where(np.isfinite(outv), outv, np.nan)
+
+    # per-trace diagnostics; the profile's own centroid is subtracted from the light's
+    pc = np.zeros(len(sel))
+    if optimal:
+        dy = profile.dy
+        w = prof.mean(axis=1)
+        inside = np.abs(dy) <= half
+        num = (w[:, inside] * dy[inside]).sum(axis=1)
+        den = w[:, inside].sum(axis=1)
+        pc = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    with np.errstate(all="ignore"):
+        good_col = np.isfinite(m1)
+        dy_med = np.array(
+            [np.median(m1[t, good_col[t]]) if good_col[t].any() else np.nan for t in range(len(sel))]
+        )
+        wid_med = np.array(
+            [np.median(m2[t, good_col[t]]) if good_col[t].any() else np.nan for t in range(len(sel))]
+        )
+    table = QTable()
+    table["fiber"] = sel.fibers
+    table["order"] = sel.orders
+    table["n_columns"] = np.isfinite(val).sum(axis=1)
+    table["dy"] = dy_med - pc if optimal else np.full(len(sel), np.nan)
+    table["centroid"] = dy_med
+    table["width"] = wid_med
+    table["n_rejected"] = (nrej % 1000).sum(axis=1) + (nrej // 1000).sum(axis=1)
+    table["n_flagged"] = ((flags & FLAG_DTYPE(Flag.COSMIC_RAY | Flag.OUTLIER)) != 0).sum(axis=1)
+    table["n_bleed"] = n_bleed
+
+    out_meta = dict(meta) if meta is not None else {}
+    record_provenance(
+        out_meta,
+        "nres.extract.extract",
+        method=method,
+        n_iter=int(n_iter),
+        kappa=float(kappa),
+        max_reject=nmax,
+        box_height=float(sel.box_height),
+        read_noise=rn,
+    )
+    out_meta["EXTRACTION"] = table
+    spec = EchelleSpectrum(
+        out,
+        uncertainty=VarianceUncertainty(np.nan_to_num(outv, nan=0.0)),
+        flags=outf,
+        orders=ord_ids,
+        fibers=fib_ids,
+        pixel=xfull,
+        meta=out_meta,
+    )
+    if return_rejected:
+        return spec, np.ascontiguousarray(rejT.T)
+    return spec
