@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import time_cold_warm, write_results
 from astropy.nddata import CCDData, VarianceUncertainty
 
 import nres.calib as calib
+from _common import time_cold_warm, write_results
 
 SHAPE = (4096, 4096)
 
@@ -27,8 +27,14 @@ def _frames(n, rng):
     for _ in range(n):
         d = rng.normal(1000.0, 7.0, SHAPE)
         d[rng.random(SHAPE) < 1e-3] += 5000.0  # cosmic-ray-like outliers
-        out.append(CCDData(d, unit="electron", uncertainty=VarianceUncertainty(np.full(SHAPE, 49.0)),
-                           meta={"OBSTYPE": "BIAS"}))
+        out.append(
+            CCDData(
+                d,
+                unit="electron",
+                uncertainty=VarianceUncertainty(np.full(SHAPE, 49.0)),
+                meta={"OBSTYPE": "BIAS"},
+            )
+        )
     return out
 
 
@@ -42,15 +48,26 @@ def bench_stack(cases):
     ours = calib.stack(frames)
     t0 = time.perf_counter()
     ref = ccdproc.combine(
-        [CCDData(f.data, unit="electron") for f in frames], method="average", sigma_clip=True,
-        sigma_clip_low_thresh=3, sigma_clip_high_thresh=3, sigma_clip_func=np.ma.median,
-        sigma_clip_dev_func=mad_std, mem_limit=16e9,
+        [CCDData(f.data, unit="electron") for f in frames],
+        method="average",
+        sigma_clip=True,
+        sigma_clip_low_thresh=3,
+        sigma_clip_high_thresh=3,
+        sigma_clip_func=np.ma.median,
+        sigma_clip_dev_func=mad_std,
+        mem_limit=16e9,
     )
     t_ccdproc = time.perf_counter() - t0
     rel = float(np.nanmax(np.abs(ours.data - ref.data) / np.abs(ref.data)))
-    case.update(target_s=1.5, ccdproc_s=t_ccdproc, speedup=t_ccdproc / case["warm_s"],
-                target_speedup=6.0, max_rel_diff_vs_ccdproc=rel, target_rel_diff=1e-5,
-                passed=case["warm_s"] < 1.5 and t_ccdproc / case["warm_s"] >= 6 and rel <= 1e-5)
+    case.update(
+        target_s=1.5,
+        ccdproc_s=t_ccdproc,
+        speedup=t_ccdproc / case["warm_s"],
+        target_speedup=6.0,
+        max_rel_diff_vs_ccdproc=rel,
+        target_rel_diff=1e-5,
+        passed=case["warm_s"] < 1.5 and t_ccdproc / case["warm_s"] >= 6 and rel <= 1e-5,
+    )
     cases["stack_10x4096x4096_memory"] = case
 
 
@@ -58,11 +75,20 @@ def bench_process(cases):
     rng = np.random.default_rng(2)
     raw = np.round(rng.normal(1000.0, 3.0, (4108, 4160)))
     raw[:4096, :4096] += rng.uniform(0, 5000, (4096, 4096))
-    meta = {"GAIN": 3.2, "RDNOISE": 7.0, "SATURATE": 65535.0, "MAXLIN": 60000.0,
-            "BIASSEC": "[4097:4160,1:4096]", "TRIMSEC": "[1:4096,1:4096]", "EXPTIME": 600.0}
+    meta = {
+        "GAIN": 3.2,
+        "RDNOISE": 7.0,
+        "SATURATE": 65535.0,
+        "MAXLIN": 60000.0,
+        "BIASSEC": "[4097:4160,1:4096]",
+        "TRIMSEC": "[1:4096,1:4096]",
+        "EXPTIME": 600.0,
+    }
     rawc = CCDData(raw, unit="adu", meta=meta)
     bias = CCDData(np.zeros(SHAPE), unit="electron", uncertainty=VarianceUncertainty(np.ones(SHAPE)))
-    dark = CCDData(np.full(SHAPE, 1e-3), unit="electron/s", uncertainty=VarianceUncertainty(np.full(SHAPE, 1e-8)))
+    dark = CCDData(
+        np.full(SHAPE, 1e-3), unit="electron/s", uncertainty=VarianceUncertainty(np.full(SHAPE, 1e-8))
+    )
     case = time_cold_warm(lambda: calib.process_ccd(rawc, bias=bias, dark=dark), repeat=5)
     case.update(target_s=0.3, passed=case["warm_s"] < 0.3)
     cases["process_ccd_full_frame"] = case
@@ -95,11 +121,20 @@ def bench_paths(cases, n):
             p = Path(tmp) / f"bias{k}.fits"
             fits.HDUList([fits.PrimaryHDU(d, header=fits.Header({"OBSTYPE": "BIAS"})), var]).writeto(p)
             paths.append(str(p))
-        out = subprocess.run([sys.executable, "-c", _CHILD, *paths], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _CHILD, *paths], capture_output=True, text=True, check=True
+        )
         rss, dt = (float(v) for v in out.stdout.split())
-    case = {"cold_s": dt, "warm_s": dt, "repeat": 1, "n_frames": n, "peak_rss_gb": rss / 1e9,
-            "target_peak_rss_gb": 2.0, "bytes_on_disk_gb": n * 2 * 4096 * 4096 * 4 / 1e9,
-            "passed": rss / 1e9 < 2.0}
+    case = {
+        "cold_s": dt,
+        "warm_s": dt,
+        "repeat": 1,
+        "n_frames": n,
+        "peak_rss_gb": rss / 1e9,
+        "target_peak_rss_gb": 2.0,
+        "bytes_on_disk_gb": n * 2 * 4096 * 4096 * 4 / 1e9,
+        "passed": rss / 1e9 < 2.0,
+    }
     cases[f"stack_{n}_paths_peak_rss"] = case
 
 
@@ -111,8 +146,15 @@ def main():
     bench_process(cases)
     bench_stack(cases)
     write_results("calib", cases)
-    print(json.dumps({k: {kk: v for kk, v in c.items() if "rss" in kk or "speed" in kk or "rel" in kk}
-                      for k, c in cases.items()}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: {kk: v for kk, v in c.items() if "rss" in kk or "speed" in kk or "rel" in kk}
+                for k, c in cases.items()
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":
