@@ -1,0 +1,403 @@
+"""``solve``: ThAr wavelength solution of an extracted arc; ``apply_solution`` fills wavelengths.
+
+Steps (idl-wavecal.md 5-8 made iterative; xwavecal's Legendre x 1/m correction):
+1. find the lines (:func:`find_lines`), keep the unflagged ones;
+2. robust start: global (order relabel, x shift) and per-order shifts of the starting model by
+   cross-correlating predicted and found line positions (:func:`find_offset`);
+3. iterate: match (shrinking tolerance) -> physical fit of (sinalp, fl, y0; z0 tied to fl as the
+   original, or free with a Gaussian prior) with scipy ``least_squares`` (first passes only) ->
+   linear weighted fit of the correction ``(1/m) sum a_jk P_j(x) P_k(m)`` per fiber, its degrees
+   chosen by k-fold cross-validation on the lines -> clip outliers; until the matched set is stable.
+Weights are 1/(centre error x dispersion)^2 throughout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable
+
+from ..doppler import C_M_S
+from ..errors import FitError, InvalidParameterError
+from .lines import find_lines
+from .match import find_offset, match_lines
+from .solution import WavelengthSolution, correction_basis
+
+__all__ = ["solve", "apply_solution", "Z0_PER_FL"]
+
+#: The original's tie of z0 to the focal length, dz0 = Z0_PER_FL * dfl (idl-wavecal.md 7.1).
+Z0_PER_FL = 1.5751e-4
+# parameter scales of the physical fit (the original's dlamdparm steps): sinalp, fl (mm), y0 (mm), z0
+_SCALES = np.array([1e-5, 0.1, 0.01, 1e-6])
+
+
+def _model_with(model, p, z0_mode):
+    d = p * _SCALES[: p.size]
+    dz0 = d[3] if z0_mode == "prior" else Z0_PER_FL * d[1]
+    return dataclasses.replace(
+        model, sinalp=model.sinalp + d[0], fl=model.fl + d[1], y0=model.y0 + d[2], z0=model.z0 + dz0
+    )
+
+
+def _fit_physical(model, x, order, fiber, lam, sigma, z0_mode, z0_sigma):
+    """Least-squares fit of the physical parameters to matched lines; returns (model, condition)."""
+    npar = 4 if z0_mode == "prior" else 3
+
+    def resid(p):
+        m = _model_with(model, p, z0_mode)
+        r = (m.wavelength(x, order, fiber).to_value(u.nm) - lam) / sigma
+        if z0_mode == "prior":
+            r = np.append(r, p[3] * _SCALES[3] / z0_sigma)
+        return r
+
+    # Gauss-Newton with forward differences (the problem is nearly linear; matches are frozen, and
+    # each model construction costs ~10 ms, so a general LM would spend seconds on it)
+    p = np.zeros(npar)
+    r0 = resid(p)
+    jac = np.empty((r0.size, npar))
+    for _ in range(8):
+        for k in range(npar):
+            dp = p.copy()
+            dp[k] += 1e-3
+            jac[:, k] = (resid(dp) - r0) / 1e-3
+        step = np.linalg.lstsq(jac, -r0, rcond=None)[0]
+        p = p + step
+        r0 = resid(p)
+        if np.max(np.abs(step)) < 1e-6:
+            break
+    jn = jac / np.maximum(np.linalg.norm(jac, axis=0), 1e-300)
+    cond = float(np.linalg.cond(jn.T @ jn))
+    return _model_with(model, p, z0_mode), cond
+
+
+def _cv_degrees(basis_full, y, w, xd_max, od_max, folds, seed=0):
+    """(x_degree, order_degree) minimising the k-fold held-out chi^2 (normal-equation blocks)."""
+    n = y.size
+    fold = np.random.default_rng(seed).permutation(n) % folds
+    sw = np.sqrt(w)
+    a = basis_full * sw[:, None]
+    b = y * sw
+    blocks = [
+        (a[fold == k].T @ a[fold == k], a[fold == k].T @ b[fold == k], b[fold == k] @ b[fold == k])
+        for k in range(folds)
+    ]
+    n_all = sum(blk[0] for blk in blocks)
+    b_all = sum(blk[1] for blk in blocks)
+    best = None
+    for xd in range(1, xd_max + 1):
+        for od in range(0, od_max + 1):
+            cols = (np.arange(xd + 1)[:, None] * (od_max + 1) + np.arange(od + 1)[None, :]).ravel()
+            if cols.size * 3 > n:
+                continue
+            score = 0.0
+            for nk, bk, ck in blocks:
+                ntr = (n_all - nk)[np.ix_(cols, cols)]
+                btr = (b_all - bk)[cols]
+                try:
+                    coef = np.linalg.solve(ntr, btr)
+                except np.linalg.LinAlgError:
+                    score = np.inf
+                    break
+                score += ck - 2 * coef @ bk[cols] + coef @ nk[np.ix_(cols, cols)] @ coef
+            if best is None or score < best[0]:
+                best = (score, xd, od)
+    return best[1], best[2]
+
+
+def _fit_correction(x, order, y, w, xd, od):
+    """Weighted linear fit of y = basis @ a; returns (coef (xd+1, od+1), covariance)."""
+    basis = correction_basis(x, order, xd, od)
+    nmat = (basis * w[:, None]).T @ basis
+    cov = np.linalg.inv(nmat)
+    coef = cov @ (basis.T @ (w * y))
+    return coef.reshape(xd + 1, od + 1), cov
+
+
+def solve(
+    arc_spec,
+    *,
+    lines=None,
+    model=None,
+    found=None,
+    fibers=None,
+    max_shift=20.0,
+    z0="tied",
+    z0_sigma=2e-6,
+    x_degree=None,
+    order_degree=None,
+    max_degree=(8, 8),
+    folds=5,
+    clip=5.0,
+    max_iter=10,
+    min_lines=30,
+    find_kwargs=None,
+) -> WavelengthSolution:
+    """Wavelength solution of an extracted ThAr arc.
+
+    Parameters
+    ----------
+    arc_spec : EchelleSpectrum
+        Extracted arc (fibers with ThAr), data in electrons with variance.
+    lines : QTable or None
+        Line list with ``wavelength`` (vacuum) and ``intensity`` (default ``thar_lines("redman")``).
+    model : PhysicalModel
+        Starting model (e.g. ``PhysicalModel.for_site(site, mjd=...)``, possibly of an earlier date).
+    found : QTable or None
+        Lines from :func:`find_lines` (default: found here with ``find_kwargs``).
+    fibers : sequence of int or None
+        Fibers to fit (default all of ``arc_spec.fibers``).
+    max_shift : float
+        Largest start offset searched, px (also order relabels of -1, 0, +1).
+    z0 : {"tied", "prior"}
+        "tied": dz0 = 1.5751e-4 dfl, as the original; "prior": z0 free with a Gaussian prior of
+        width ``z0_sigma`` about the starting value.
+    x_degree, order_degree : int or None
+        Fixed degrees of the correction; None chooses them by ``folds``-fold cross-validation
+        within ``max_degree``.
+    clip : float
+        Lines with |residual| > clip x max(1, robust sigma) standard errors are not used.
+    max_iter : int
+        Iterations of match -> fit -> clip.
+    min_lines : int
+        Fewer matched lines raise FitError.
+
+    Returns
+    -------
+    WavelengthSolution
+
+    Raises
+    ------
+    InvalidParameterError
+        No model or a bad option.
+    FitError
+        Too few lines matched.
+    """
+    from ..instrument import thar_lines
+
+    if model is None:
+        msg = "solve: model= is required (a PhysicalModel, e.g. PhysicalModel.for_site(site, mjd=mjd))"
+        raise InvalidParameterError(msg)
+    if z0 not in ("tied", "prior"):
+        msg = f"solve: z0={z0!r}; expected 'tied' or 'prior'"
+        raise InvalidParameterError(msg)
+    lines = thar_lines("redman") if lines is None else lines
+    lam_list = np.asarray(lines["wavelength"].to_value(u.nm), dtype=np.float64)
+    order_list = np.argsort(lam_list)
+    lam_list = lam_list[order_list]
+    bright = (
+        np.asarray(lines["intensity"], dtype=float)[order_list]
+        if "intensity" in lines.colnames
+        else (np.ones(lam_list.size))
+    )
+    if found is None:
+        found = find_lines(arc_spec, fibers=fibers, **(find_kwargs or {}))
+    if fibers is not None:
+        found = found[np.isin(found["fiber"], fibers)]
+    n_found = len(found)
+    good = found[found["flags"] == 0]
+    fiber_ids = tuple(int(f) for f in np.unique(good["fiber"]))
+
+    grids = model.wavelength_grid().to_value(u.nm)
+
+    def grid_of(f, m):
+        if m < model.ord0 or m >= model.ord0 + model.nord:
+            return None
+        return grids[f, m - model.ord0]
+
+    k_shift, shift, per_order_shift, scores = find_offset(
+        good, lam_list, bright, grid_of, max_shift=max_shift
+    )
+    x = np.asarray(good["x"], dtype=np.float64)
+    xerr = np.asarray(good["x_err"], dtype=np.float64)
+    fib = np.asarray(good["fiber"], dtype=np.int64)
+    order = np.asarray(good["order"], dtype=np.int64) + k_shift
+    inside = (order >= model.ord0) & (order < model.ord0 + model.nord)
+    x, xerr, fib, order = x[inside], xerr[inside], fib[inside], order[inside]
+    label = order - k_shift
+    group = fib * 1000 + order
+    start_dx = np.array(
+        [per_order_shift.get((int(f), int(m)), shift) for f, m in zip(fib, label, strict=True)]
+    )
+
+    # dispersion at each line (nm/px) from the starting grid
+    dgrid = np.gradient(grids, axis=2)
+    disp = np.abs(dgrid[fib, order - model.ord0, np.clip(np.round(x).astype(int), 0, model.nx - 1)])
+
+    current = model
+    coefs = {f: None for f in fiber_ids}
+    covs = {}
+    xd = od = None
+    used = np.ones(x.size, dtype=bool)
+    prev = None
+    cond = np.nan
+    tolerances = [1.5, 1.0, 0.5]
+    it = 0
+    for it in range(max_iter):
+        if it == 0:
+            pred = current.wavelength(x - start_dx, order, fib).to_value(u.nm)
+        else:
+            pred = _evaluate(current, coefs, x, order, fib, xd, od)
+        tol = tolerances[min(it, len(tolerances) - 1)]
+        idx = match_lines(pred, disp, group, lam_list, tolerance=tol, isolation=2.0 * tol + 1.0)
+        sel = (idx >= 0) & (used if it > 1 else True)
+        if sel.sum() < min_lines:
+            msg = f"solve: only {int(sel.sum())} matched (need {min_lines}); wrong model=?"
+            raise FitError(msg)
+        lam_m = lam_list[np.where(idx >= 0, idx, 0)]
+        sigma = np.maximum(xerr, 1e-4) * disp
+        if it < 2:
+            current, cond = _fit_physical(
+                current, x[sel], order[sel], fib[sel], lam_m[sel], sigma[sel], z0, z0_sigma
+            )
+        phys = current.wavelength(x, order, fib).to_value(u.nm)
+        y = lam_m - phys
+        w = 1.0 / sigma**2
+        if x_degree is not None and order_degree is not None:
+            xd, od = int(x_degree), int(order_degree)
+        elif it == 0:
+            xd, od = 4, 4  # provisional until the physical fit and matches settle
+        elif it == 2:
+            allsel = sel
+            basis_full = correction_basis(x[allsel], order[allsel], max_degree[0], max_degree[1])
+            # the fibers share the degree choice: CV on the sum of their held-out chi^2 (fiber 1 first)
+            f0 = 1 if 1 in fiber_ids else fiber_ids[0]
+            fs = fib[allsel] == f0
+            xd, od = _cv_degrees(
+                basis_full[fs], y[allsel][fs], w[allsel][fs], max_degree[0], max_degree[1], folds
+            )
+        resid = np.zeros(x.size)
+        for f in fiber_ids:
+            s = sel & (fib == f)
+            coefs[f], covs[f] = _fit_correction(x[s], order[s], y[s], w[s], xd, od)
+            s_all = fib == f
+            resid[s_all] = (lam_m[s_all] - phys[s_all]) - correction_basis(
+                x[s_all], order[s_all], xd, od
+            ) @ coefs[f].ravel()
+        norm = resid / sigma
+        robust = 1.4826 * np.median(np.abs(norm[sel]))
+        new_used = (idx >= 0) & (np.abs(norm) <= clip * robust)
+        state = (tuple(np.flatnonzero(new_used)), xd, od)
+        used = new_used
+        if it >= 2 and state == prev:
+            break
+        prev = state
+
+    sel = used
+    final = _evaluate(current, coefs, x, order, fib, xd, od)
+    lam_m = lam_list[np.where(idx >= 0, idx, 0)]
+    resid = final - lam_m
+    sigma = np.maximum(xerr, 1e-4) * disp
+    p = (xd + 1) * (od + 1) * len(fiber_ids)
+    chi2_dof = float(np.sum((resid[sel] / sigma[sel]) ** 2) / max(sel.sum() - p, 1))
+    table = QTable()
+    m_ok = idx >= 0
+    table["fiber"] = fib[m_ok]
+    table["order"] = order[m_ok]
+    table["x"] = x[m_ok]
+    table["x_err"] = xerr[m_ok]
+    table["wavelength"] = lam_m[m_ok] * u.nm
+    table["fit"] = final[m_ok] * u.nm
+    table["residual"] = resid[m_ok] * u.nm
+    table["residual_m_s"] = resid[m_ok] / lam_m[m_ok] * C_M_S * u.m / u.s
+    table["sigma"] = sigma[m_ok] * u.nm
+    table["used"] = sel[m_ok]
+
+    solution = WavelengthSolution(
+        model=current,
+        fibers=fiber_ids,
+        coefficients=np.stack([coefs[f] for f in fiber_ids]),
+        covariance=np.stack([covs[f] for f in fiber_ids]),
+        order_shift=int(k_shift),
+        x_shift=0.0,
+        lines=table,
+    )
+    per_order, floor = _per_order_qc(solution, found, fib, order, sel, k_shift)
+    rms = float(np.sqrt(np.mean(resid[sel] ** 2)))
+    qc = {
+        "n_found": int(n_found),
+        "n_matched": int(m_ok.sum()),
+        "n_used": int(sel.sum()),
+        "rms_nm": rms,
+        "rms_m_s": float(np.sqrt(np.mean((resid[sel] / lam_m[sel] * C_M_S) ** 2))),
+        "chi2_dof": chi2_dof,
+        "noise_floor_m_s": floor,
+        "condition_number": cond,
+        "x_degree": int(xd),
+        "order_degree": int(od),
+        "iterations": int(it + 1),
+        "start_shift_px": float(shift),
+        "start_order_shift": int(k_shift),
+    }
+    return dataclasses.replace(solution, qc=qc, per_order=per_order)
+
+
+def _evaluate(model, coefs, x, order, fib, xd, od):
+    out = model.wavelength(x, order, fib).to_value(u.nm)
+    for f, c in coefs.items():
+        s = fib == f
+        out[s] += correction_basis(x[s], order[s], xd, od) @ c.ravel()
+    return out
+
+
+def _per_order_qc(solution, found, fib, order, used, k_shift):
+    """Per (fiber, order) QC table and the noise floor (m/s, rms over the pixels of orders >= 5 lines)."""
+    rows = []
+    floor_sq = []
+    xs = np.arange(0.0, 4096.0, 16.0)
+    for f in solution.fibers:
+        for m in np.unique(np.asarray(found["order"])[np.asarray(found["fiber"]) == f]) + k_shift:
+            if m < solution.model.ord0 or m >= solution.model.ord0 + solution.model.nord:
+                continue
+            sel = (fib == f) & (order == m)
+            n_found = int(np.sum((found["fiber"] == f) & (found["order"] == m - k_shift)))
+            lines = solution.lines[(solution.lines["fiber"] == f) & (solution.lines["order"] == m)]
+            n_used = int(np.sum(lines["used"]))
+            res = lines["residual"][lines["used"]].to_value(u.nm)
+            zp = solution.velocity_error(np.array([2047.5]), np.array([m]), f).to_value(u.m / u.s)[0]
+            verr = solution.velocity_error(xs, np.full(xs.size, m), f).to_value(u.m / u.s)
+            if n_used >= 5:
+                floor_sq.append(verr**2)
+            rows.append(
+                (
+                    f,
+                    m,
+                    n_found,
+                    n_used,
+                    float(np.sqrt(np.mean(res**2))) if res.size else np.nan,
+                    zp,
+                    float(np.sqrt(np.mean(verr**2))),
+                )
+            )
+            _ = sel
+    table = QTable(
+        rows=rows,
+        names=("fiber", "order", "n_found", "n_used", "rms_nm", "zero_point_err_m_s", "wavelength_err_m_s"),
+    )
+    floor = float(np.sqrt(np.mean(np.concatenate(floor_sq)))) if floor_sq else math.nan
+    return table, floor
+
+
+def apply_solution(spec, solution):
+    """A copy of ``spec`` with the solution's wavelengths (vacuum, topocentric) for every fiber.
+
+    Parameters
+    ----------
+    spec : EchelleSpectrum
+        Any extracted spectrum of the same instrument (orders labelled as the arc's were).
+    solution : WavelengthSolution
+
+    Returns
+    -------
+    EchelleSpectrum
+        With ``wavelength`` (fiber, order, pixel) nm; fibers without a fitted correction use fiber 1's.
+    """
+    x = np.asarray(spec.pixel, dtype=np.float64)
+    orders = np.asarray(spec.orders) + solution.order_shift
+    wl = np.empty(spec.shape)
+    for i, f in enumerate(spec.fibers):
+        for j, m in enumerate(orders):
+            wl[i, j] = solution.wavelength(x, np.full(x.size, m), int(f)).to_value(u.nm)
+    return spec.with_wavelength(wl * u.nm, medium="vacuum", frame="topocentric")
