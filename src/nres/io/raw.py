@@ -24,6 +24,7 @@ from astropy.units import UnitsWarning
 
 from .. import legacy as _legacy
 from ..errors import InvalidInputFileError, InvalidParameterError
+from ..window import DETECTOR_SHAPE, window_origin
 from .rawinfo import LEGACY_FUNCTION, RawInfo
 from .sections import parse_section
 
@@ -107,8 +108,10 @@ def read_raw(
     InvalidInputFileError
         The file does not exist, is not FITS, is truncated or corrupt (checksum mismatch, broken
         compressed data), has no (or an empty) SPECTRUM image, the image's shape disagrees with
-        DETSIZE or does not contain BIASSEC/TRIMSEC, or a header keyword is missing or malformed
-        (unknown OBSTYPE, unparseable OBJECTS...). The message names the file and the problem.
+        DETSIZE or does not contain BIASSEC/TRIMSEC (a windowed frame, with a window origin
+        NRESY0/NRESX0, is checked against its sections and must lie inside the detector), or a
+        header keyword is missing or malformed (unknown OBSTYPE, unparseable OBJECTS...).
+        The message names the file and the problem.
 
     Examples
     --------
@@ -238,6 +241,9 @@ def _check_shape(path, shape, header):
                 path, f"wrong image shape: {IMAGE_EXTENSION} is {ny} x {nx} (ny x nx) but {key} = {text} "
                 f"needs at least {ys.stop} x {xs.stop}"
             )  # fmt: skip
+    if "NRESY0" in header or "NRESX0" in header:
+        _check_window(path, shape, header)
+        return  # a window of the detector: DETSIZE describes the whole detector, not this image
     detsize = header.get("DETSIZE")
     if isinstance(detsize, str) and detsize.strip().startswith("["):
         try:
@@ -251,6 +257,26 @@ def _check_shape(path, shape, header):
                 path, f"wrong image shape: {IMAGE_EXTENSION} is {ny} x {nx} (ny x nx) but DETSIZE = "
                 f"{detsize} with CCDSUM {header.get('CCDSUM', '1 1')!r} means {expected[0]} x {expected[1]}"
             )  # fmt: skip
+
+
+def _check_window(path, shape, header):
+    """A windowed raw frame (``nres.window`` origin NRESY0/NRESX0): its TRIMSEC region, placed at
+    the origin, must lie inside the trimmed 4096 x 4096 detector."""
+    try:
+        y0, x0 = window_origin(header)
+    except InvalidParameterError as err:
+        raise InvalidInputFileError(path, str(err)) from None
+    trim = header.get("TRIMSEC") or header.get("DATASEC")
+    try:
+        ys, xs = parse_section(trim, name="TRIMSEC")
+    except InvalidParameterError as err:
+        raise InvalidInputFileError(path, str(err)) from None
+    ny, nx = ys.stop - ys.start, xs.stop - xs.start
+    if y0 < 0 or x0 < 0 or y0 + ny > DETECTOR_SHAPE[0] or x0 + nx > DETECTOR_SHAPE[1]:
+        raise InvalidInputFileError(
+            path, f"window origin (NRESY0, NRESX0) = ({y0}, {x0}) with TRIMSEC {trim} ({ny} x {nx}) "
+            f"is not inside the {DETECTOR_SHAPE[0]} x {DETECTOR_SHAPE[1]} trimmed detector"
+        )  # fmt: skip
 
 
 def _binning(path, header) -> tuple[int, int]:
