@@ -219,12 +219,13 @@ def test_kernel_matches_numpy_twin():
     var0 = np.full((nx, ny), 25.0)
     blk_k = np.zeros(nx, dtype=np.int64)
     blk_f = np.linspace(0, 1, nx)
-    rej = np.zeros((nx, ny), dtype=np.bool_)
+    rej = np.zeros((ny, nx), dtype=np.bool_)
+    # the kernel takes (ny, nx) images; the twin works on columns data[i] (built as (nx, ny) above)
     out = _extract(
-        np.ascontiguousarray(data),
-        var,
-        var0,
-        good,
+        np.ascontiguousarray(data.T),
+        np.ascontiguousarray(var.T),
+        np.ascontiguousarray(var0.T),
+        np.ascontiguousarray(good.T),
         centers,
         prof,
         blk_k,
@@ -252,5 +253,26 @@ def test_kernel_matches_numpy_twin():
         assert bvar[0, i] == pytest.approx(bv, rel=1e-12)
         assert flux[0, i] == pytest.approx(f, rel=1e-10)
         assert fvar[0, i] == pytest.approx(fv, rel=1e-10)
-        np.testing.assert_array_equal(np.flatnonzero(rej[i]), sorted(rj))
-    assert rej[2, 15] and rej[4, 13]
+        np.testing.assert_array_equal(np.flatnonzero(rej[:, i]), sorted(rj))
+    assert rej[15, 2] and rej[13, 4]
+    # a constant variance floor may be passed as a (1, 1) array
+    rej1 = np.zeros((ny, nx), dtype=np.bool_)
+    out1 = _extract(
+        np.ascontiguousarray(data.T),
+        np.ascontiguousarray(var.T),
+        np.full((1, 1), 25.0),
+        np.ascontiguousarray(good.T),
+        centers,
+        prof,
+        blk_k,
+        blk_f,
+        grid0,
+        step,
+        5.25,
+        True,
+        3,
+        5.0,
+        3,
+        rej1,
+    )
+    np.testing.assert_array_equal(out1[0], flux)

@@ -1,7 +1,7 @@
 """Jitted kernels of nres.extract part 2: profile evaluation, box and optimal extraction.
 
-Plain contiguous arrays in, arrays out. Images are passed TRANSPOSED, shape (nx, ny), so the
-aperture of one column is read from contiguous memory.
+Plain contiguous arrays in, arrays out. Images are (ny, nx) as on the detector: a trace's loop over
+columns reads the same few rows of consecutive columns, which stays in cache without a transpose.
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ def _profile_value(prof, t, k, f, grid0, gstep, d):
 
 
 @njit
-def _box_column(col, good, c, half):
-    """Fractional-edge box sum of one column over [c - half, c + half].
+def _box_column(data, good, i, c, half):
+    """Fractional-edge box sum of column i of ``data`` (ny, nx) over rows [c - half, c + half].
 
     Returns (sum, weight of good pixels, total weight, m1, m2, jlo, jhi); m1/m2 are the first
     moment about c and the rms width of the good pixels. jlo > jhi when the aperture leaves the column.
     """
-    ny = col.shape[0]
+    ny = data.shape[0]
     lo = c - half
     hi = c + half
     jlo = int(np.floor(lo + 0.5))
@@ -59,8 +59,8 @@ def _box_column(col, good, c, half):
         if w <= 0.0:
             continue
         wt += w
-        if good[j]:
-            v = w * col[j]
+        if good[j, i]:
+            v = w * data[j, i]
             s += v
             wg += w
             s1 += v * (j - c)
@@ -96,11 +96,12 @@ def _extract(
 
     Parameters
     ----------
-    data, var, var0 : (nx, ny) float64
-        Image (e-), its variance (box errors) and the model variance floor (read noise^2 + dark +
-        background) per pixel, transposed.
-    good : (nx, ny) bool
-        Usable pixels, transposed.
+    data, var : (ny, nx) float64
+        Image (e-) and its variance (box errors); read only where ``good``.
+    var0 : (ny, nx) or (1, 1) float64
+        Model variance floor (read noise^2 + dark + background) per pixel, or one value for all.
+    good : (ny, nx) bool
+        Usable pixels.
     centers : (ntr, nx) float64
         Trace centre (window rows) per column; NaN = skip.
     prof : (ntr, nblock, ngrid) float64
@@ -116,7 +117,7 @@ def _extract(
         Model-variance iterations per fit.
     kappa : float
         Rejection threshold (sigma); max_reject: most pixels rejected per column.
-    rejected : (nx, ny) bool
+    rejected : (ny, nx) bool
         Output: set True at rejected pixels (only ever set, so traces may share it).
 
     Returns
@@ -128,6 +129,7 @@ def _extract(
         Rejected pixels (positive outliers counted, negative ones add 1000) and status bits.
     """
     ntr, nx = centers.shape
+    const_v0 = var0.shape[0] == 1 and var0.shape[1] == 1
     flux = np.full((ntr, nx), np.nan)
     fvar = np.full((ntr, nx), np.nan)
     box = np.full((ntr, nx), np.nan)
@@ -140,22 +142,23 @@ def _extract(
     nap = int(2.0 * half + 3.0)
     for t in prange(ntr):
         p = np.empty(nap)
+        d = np.empty(nap)
+        v0 = np.empty(nap)
         use = np.empty(nap, dtype=np.bool_)
         for i in range(nx):
             c = centers[t, i]
             if not np.isfinite(c):
                 status[t, i] = ST_EDGE
                 continue
-            col = data[i]
-            s, wg, wt, m1, m2, jlo, jhi = _box_column(col, good[i], c, half)
+            s, wg, wt, m1, m2, jlo, jhi = _box_column(data, good, i, c, half)
             if jlo > jhi:
                 status[t, i] = ST_EDGE
                 continue
             vs = 0.0
             for j in range(jlo, jhi + 1):
                 w = min(j + 0.5, c + half) - max(j - 0.5, c - half)
-                if w > 0.0 and good[i, j]:
-                    vs += w * w * var[i, j]
+                if w > 0.0 and good[j, i]:
+                    vs += w * w * var[j, i]
             if wg < wt:
                 status[t, i] |= ST_MASKED
             if wg <= 0.0:
@@ -176,11 +179,13 @@ def _extract(
             for q in range(n):
                 j = jlo + q
                 p[q] = _profile_value(prof, t, k, f, grid0, gstep, j - c)
-                use[q] = good[i, j] and p[q] > 0.0
+                use[q] = good[j, i] and p[q] > 0.0
+                v0[q] = var0[0, 0] if const_v0 else var0[j, i]
+                d[q] = data[j, i]
                 ptot += p[q]
                 if use[q]:
                     pgood += p[q]
-                    sd += col[j]
+                    sd += d[q]
             if pgood <= 0.0:
                 status[t, i] |= ST_NO_WEIGHT
                 continue
@@ -193,9 +198,8 @@ def _extract(
                     b = 0.0
                     for q in range(n):
                         if use[q]:
-                            j = jlo + q
-                            v = var0[i, j] + max(fl * p[q], 0.0)
-                            a += p[q] * col[j] / v
+                            v = v0[q] + max(fl * p[q], 0.0)
+                            a += p[q] * d[q] / v
                             b += p[q] * p[q] / v
                     if b <= 0.0:
                         break
@@ -206,9 +210,8 @@ def _extract(
                 zmax = kappa * kappa
                 for q in range(n):
                     if use[q]:
-                        j = jlo + q
-                        v = var0[i, j] + max(fl * p[q], 0.0)
-                        r = col[j] - fl * p[q]
+                        v = v0[q] + max(fl * p[q], 0.0)
+                        r = d[q] - fl * p[q]
                         z = r * r / v
                         if z > zmax:
                             zmax = z
@@ -217,8 +220,8 @@ def _extract(
                     break
                 j = jlo + worst
                 use[worst] = False
-                rejected[i, j] = True
-                if col[j] > fl * p[worst]:
+                rejected[j, i] = True
+                if d[worst] > fl * p[worst]:
                     nrej[t, i] += 1
                 else:
                     nrej[t, i] += 1000
@@ -230,7 +233,7 @@ def _extract(
             for q in range(n):
                 if use[q]:
                     j = jlo + q
-                    b += p[q] * p[q] / (var0[i, j] + max(fl * p[q], 0.0))
+                    b += p[q] * p[q] / (v0[q] + max(fl * p[q], 0.0))
             flux[t, i] = fl
             fvar[t, i] = 1.0 / b
     return flux, fvar, box, bvar, m1o, m2o, pcover, nrej, status
@@ -240,7 +243,7 @@ def _extract(
 def _profile_samples(data, good, centers, flux, blk, nblock, grid0, gstep, ngrid, rmax):
     """Accumulate normalised profile samples of every trace per block on an offset grid.
 
-    data, good : (nx, ny) transposed flat image; centers : (ntr, nx) window rows (NaN = skip);
+    data, good : (ny, nx) flat image; centers : (ntr, nx) window rows (NaN = skip);
     flux : (ntr, nx) normalising flux per column (<= 0 = skip); blk : (nx,) int64 block of each
     column (-1 = skip). Each good pixel within ``rmax`` of the centre adds ``data / flux`` at
     offset d = j - c, split linearly between the two nearest grid nodes.
@@ -251,7 +254,7 @@ def _profile_samples(data, good, centers, flux, blk, nblock, grid0, gstep, ngrid
         Weighted sums of the samples and of their weights.
     """
     ntr, nx = centers.shape
-    ny = data.shape[1]
+    ny = data.shape[0]
     sv = np.zeros((ntr, nblock, ngrid))
     sw = np.zeros((ntr, nblock, ngrid))
     for t in prange(ntr):
@@ -264,14 +267,14 @@ def _profile_samples(data, good, centers, flux, blk, nblock, grid0, gstep, ngrid
             jlo = max(int(np.ceil(c - rmax)), 0)
             jhi = min(int(np.floor(c + rmax)), ny - 1)
             for j in range(jlo, jhi + 1):
-                if not good[i, j]:
+                if not good[j, i]:
                     continue
                 g = (j - c - grid0) / gstep
                 i0 = int(np.floor(g))
                 if i0 < 0 or i0 >= ngrid - 1:
                     continue
                 u = g - i0
-                v = data[i, j] / fl
+                v = data[j, i] / fl
                 sv[t, b, i0] += (1.0 - u) * v
                 sw[t, b, i0] += 1.0 - u
                 sv[t, b, i0 + 1] += u * v
@@ -283,7 +286,7 @@ def _warmup():
     """Compile every kernel on tiny inputs."""
     y = np.arange(30.0)
     col = 100.0 * np.exp(-0.5 * ((y - 15.2) / 1.5) ** 2) / (np.sqrt(2 * np.pi) * 1.5)
-    data = np.ascontiguousarray(np.tile(col, (4, 1)))
+    data = np.ascontiguousarray(np.tile(col, (4, 1)).T)
     good = np.ones(data.shape, dtype=np.bool_)
     var0 = np.full(data.shape, 25.0)
     centers = np.full((1, 4), 15.2)
@@ -312,5 +315,5 @@ def _warmup():
     _profile_samples(
         data, good, centers, np.full((1, 4), 100.0), np.zeros(4, dtype=np.int64), 1, -8.0, 0.5, grid.size, 7.0
     )
-    _box_column(col, good[0], 15.2, 5.25)
+    _box_column(data, good, 0, 15.2, 5.25)
     _profile_value(prof, 0, 0, 0.5, -8.0, 0.5, 0.3)

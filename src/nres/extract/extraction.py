@@ -66,26 +66,23 @@ def _grid(profile):
     return float(dy[0]), step
 
 
-def _bleed_columns(frame_flags_T, cen, half, thar_rows, margin):
+def _bleed_columns(frame_flags, cen, half, thar_rows, margin):
     """Columns (per ThAr trace) whose aperture holds a SATURATED or BLEED pixel, dilated by margin."""
     nx = cen.shape[1]
     out = np.zeros((len(thar_rows), nx), dtype=bool)
-    if frame_flags_T is None:
+    if frame_flags is None or len(thar_rows) == 0:
         return out
     bad_bits = np.uint16(int(Flag.SATURATED | Flag.BLEED))
-    hit = (frame_flags_T & bad_bits) != 0  # (nx, ny)
-    ny = hit.shape[1]
+    yy, xx = np.nonzero((np.asarray(frame_flags) & bad_bits) != 0)
+    if yy.size == 0:
+        return out
     for r, t in enumerate(thar_rows):
-        c = cen[t]
-        ok = np.isfinite(c)
-        lo = np.clip(np.floor(np.where(ok, c, 0) - half + 0.5).astype(int), 0, ny - 1)
-        hi = np.clip(np.ceil(np.where(ok, c, 0) + half - 0.5).astype(int), 0, ny - 1)
-        cum = np.concatenate([np.zeros((nx, 1), dtype=np.int64), np.cumsum(hit, axis=1)], axis=1)
-        n = cum[np.arange(nx), hi + 1] - cum[np.arange(nx), lo]
-        cols = ok & (n > 0)
+        c = cen[t, xx]
+        inside = np.isfinite(c) & (yy >= np.floor(c - half + 0.5)) & (yy <= np.ceil(c + half - 0.5))
+        cols = np.zeros(nx, dtype=bool)
+        cols[xx[inside]] = True
         if margin > 0 and cols.any():
-            k = np.ones(2 * margin + 1)
-            cols = np.convolve(cols.astype(float), k, mode="same") > 0
+            cols = np.convolve(cols.astype(float), np.ones(2 * margin + 1), mode="same") > 0
         out[r] = cols
     return out
 
@@ -177,19 +174,23 @@ def extract(
         raise InvalidParameterError(msg)
     sel = _select(traces, frame, fibers)
     dataT, varT, goodT = _frame_arrays(frame, "extract: frame")
-    nx, ny = dataT.shape
+    ny, nx = dataT.shape
     meta = getattr(frame, "meta", None)
     cen, xfull = _window_centers(sel, (ny, nx), meta)
     half = 0.5 * sel.box_height
     rn = _read_noise(frame, read_noise) if optimal else 0.0
-    var0 = np.full((ny, nx), rn * rn) + np.asarray(dark, dtype=np.float64)
-    if background is not None:
-        bkg = np.asarray(background, dtype=np.float64)
-        if bkg.shape != (ny, nx):
-            msg = f"extract: background must have the frame's shape {(ny, nx)}, got {bkg.shape}"
-            raise InvalidParameterError(msg)
-        var0 = var0 + np.maximum(bkg, 0.0)
-    var0T = np.ascontiguousarray(var0.T)
+    dark = np.asarray(dark, dtype=np.float64)
+    if background is None and dark.ndim == 0:
+        var0T = np.full((1, 1), rn * rn + float(dark))
+    else:
+        var0 = np.broadcast_to(rn * rn + dark, (ny, nx))
+        if background is not None:
+            bkg = np.asarray(background, dtype=np.float64)
+            if bkg.shape != (ny, nx):
+                msg = f"extract: background must have the frame's shape {(ny, nx)}, got {bkg.shape}"
+                raise InvalidParameterError(msg)
+            var0 = var0 + np.maximum(bkg, 0.0)
+        var0T = np.ascontiguousarray(var0)
     if optimal:
         prof = np.ascontiguousarray(profile.for_traces(sel))
         grid0, gstep = _grid(profile)
@@ -197,7 +198,7 @@ def extract(
     else:
         prof, grid0, gstep = np.zeros((len(sel), 1, 2)), 0.0, 1.0
         blk_k, blk_f = np.zeros(nx, dtype=np.int64), np.zeros(nx)
-    rejT = np.zeros((nx, ny), dtype=np.bool_)
+    rejT = np.zeros((ny, nx), dtype=np.bool_)
     nmax = int(max_reject) if reject else 0
     flux, fvar, box, bvar, m1, m2, pcov, nrej, status = _k._extract(
         dataT,
@@ -233,13 +234,7 @@ def extract(
     # star-fiber columns next to saturated/bleeding ThAr lines of the same order
     frame_flags = getattr(frame, "flags", None)
     thar_rows = np.flatnonzero(sel.fibers == thar_fiber)
-    bleed = _bleed_columns(
-        None if frame_flags is None else np.ascontiguousarray(np.asarray(frame_flags).T),
-        cen,
-        half,
-        thar_rows,
-        int(bleed_margin),
-    )
+    bleed = _bleed_columns(frame_flags, cen, half, thar_rows, int(bleed_margin))
     n_bleed = np.zeros(len(sel), dtype=np.int64)
     for r, t in enumerate(thar_rows):
         others = np.flatnonzero((sel.orders == sel.orders[t]) & (sel.fibers != thar_fiber))
@@ -310,5 +305,5 @@ def extract(
         meta=out_meta,
     )
     if return_rejected:
-        return spec, np.ascontiguousarray(rejT.T)
+        return spec, rejT
     return spec

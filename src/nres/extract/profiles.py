@@ -155,12 +155,16 @@ class Profiles:
 
 # ----- frame preparation shared with the extraction ------------------------------------------------
 def _frame_arrays(frame, name="frame"):
-    """(data, variance, good) of a CCDData-like frame, float64/bool, TRANSPOSED (nx, ny), contiguous."""
+    """(data, variance, good) of a CCDData-like frame as float64/bool (ny, nx) C-contiguous arrays.
+
+    Pixels are usable where data and variance are finite and neither mask nor flags mark them; the
+    kernels read data and variance only there (no copies with bad pixels zeroed).
+    """
     data = getattr(frame, "data", None)
     if data is None or np.ndim(data) != 2:
         msg = f"{name}: expected a 2-D CCDData/NDData in electrons, got {type(frame).__name__}"
         raise InvalidParameterError(msg)
-    data = np.asarray(data, dtype=np.float64)
+    data = np.ascontiguousarray(data, dtype=np.float64)
     good = np.isfinite(data)
     mask = getattr(frame, "mask", None)
     if mask is not None:
@@ -172,13 +176,11 @@ def _frame_arrays(frame, name="frame"):
     if unc is not None:
         if not isinstance(unc, VarianceUncertainty):
             unc = unc.represent_as(VarianceUncertainty)
-        var = np.asarray(unc.array, dtype=np.float64)
+        var = np.ascontiguousarray(unc.array, dtype=np.float64)
+        good &= np.isfinite(var)
     else:
         var = np.abs(data)
-    good &= np.isfinite(var)
-    dataT = np.ascontiguousarray(np.where(good, data, 0.0).T)
-    varT = np.ascontiguousarray(np.where(good, var, 0.0).T)
-    return dataT, varT, np.ascontiguousarray(good.T)
+    return data, var, good
 
 
 def _window_centers(traces, shape, meta):
@@ -254,9 +256,9 @@ def measure_profiles(
         msg = f"measure_profiles: half_extent must exceed 1 px, got {rmax}"
         raise InvalidParameterError(msg)
     dataT, varT, goodT = _frame_arrays(flat, "measure_profiles: flat")
-    nx = dataT.shape[0]
+    nx = dataT.shape[1]
     meta = getattr(flat, "meta", None)
-    cen, xfull = _window_centers(traces, (dataT.shape[1], nx), meta)
+    cen, xfull = _window_centers(traces, dataT.shape, meta)
     n_blocks = int(min(n_blocks, nx))
     edges = np.linspace(0, nx, n_blocks + 1).round().astype(int)
     blk = np.repeat(np.arange(n_blocks), np.diff(edges)).astype(np.int64)
