@@ -165,3 +165,62 @@ def test_apply_solution_and_fits_round_trip(noisy, tmp_path):
 def test_solve_needs_a_model(noiseless):
     with pytest.raises(InvalidParameterError, match="model"):
         solve(noiseless[0])
+
+
+def test_normal_equations_kernel_matches_numpy():
+    rng = np.random.default_rng(5)
+    basis, w, y = rng.normal(size=(200, 7)), rng.uniform(0, 2, 200), rng.normal(size=200)
+    w[::7] = 0.0
+    nmat, rhs = np.empty((7, 7)), np.empty(7)
+    _kernels.normal_equations(basis, w, y, nmat, rhs)
+    # summation order differs from BLAS: agreement to float64 rounding of 200-term sums
+    np.testing.assert_allclose(nmat, (basis * w[:, None]).T @ basis, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rhs, basis.T @ (w * y), rtol=1e-12, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def shifted():
+    # the spectrum lies 17 px below the starting model's prediction (a drift outside the model's
+    # family of small changes) and its orders are labelled one too low
+    from astropy.nddata import VarianceUncertainty
+
+    from nres.spectrum import EchelleSpectrum
+
+    spec, truth = simulate_extracted_arc(seed=3, mjd=TRUE_MJD, drift=(-17.0, 0.0), orders=np.arange(60, 111))
+    labelled = EchelleSpectrum(
+        spec.data,
+        uncertainty=VarianceUncertainty(spec.variance),
+        flags=spec.flags,
+        orders=spec.orders - 1,
+        fibers=spec.fibers,
+        pixel=spec.pixel,
+    )
+    sol = solve(labelled, model=PhysicalModel.for_site("lsc", mjd=START_MJD))
+    return spec, labelled, truth, sol
+
+
+def test_robust_start_finds_shift_and_order(shifted):
+    spec, labelled, truth, sol = shifted
+    assert sol.order_shift == 1
+    # the global shift is the median offset over orders; the old model's own per-order offsets
+    # (median 0.12 px, idl row differences) are on top of the injected -17 px
+    assert abs(sol.qc["start_shift_px"] + 17.0) < 0.5
+    out = apply_solution(labelled, sol)
+    floor = sol.qc["noise_floor_m_s"]
+    good = np.asarray(sol.per_order["n_used"]) >= 5
+    assert good.sum() > 90
+    err = (out.wavelength - truth.wavelength).to_value(u.nm) / truth.wavelength.to_value(u.nm) * C_M_S
+    assert np.sqrt(np.mean(err**2)) <= max(1.5 * floor, 2.0)
+
+
+def test_z0_prior_reports_condition_number(shifted):
+    spec, labelled, truth, sol = shifted
+    prior = solve(spec, model=PhysicalModel.for_site("lsc", mjd=START_MJD), z0="prior", z0_sigma=2e-6)
+    # a free z0 is nearly degenerate with fl (the original tied them): the prior keeps it solvable
+    # but the condition number of the 4-parameter problem is far above the tied one's
+    assert prior.qc["condition_number"] > 10 * sol.qc["condition_number"]
+    x = np.arange(0.0, 4096.0, 64.0)
+    d = prior.wavelength(x, np.full(x.size, 85), 1) - sol.wavelength(x, np.full(x.size, 85), 1)
+    assert np.max(np.abs(d.to_value(u.nm) / 480.0 * C_M_S)) < 5.0  # same wavelengths within noise
+    with pytest.raises(InvalidParameterError, match="z0"):
+        solve(spec, model=PhysicalModel.for_site("lsc", mjd=START_MJD), z0="free")
