@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.nddata import CCDData, StdDevUncertainty, VarianceUncertainty
-from conftest import NBIAS, NX, NY, make_raw
+from .conftest import NBIAS, NX, NY, make_raw
 
 import nres.calib as calib
 from nres.errors import InvalidParameterError

@@ -30,7 +30,7 @@ def shifted_flat(seed_traces):
 
 
 def render_flat_cached(seed_traces, **kw):
-    from conftest import render_flat
+    from .conftest import render_flat
 
     return render_flat(seed_traces, window=WINDOW, background=80.0, slope=0.5, **kw)
 

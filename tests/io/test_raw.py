@@ -10,7 +10,7 @@ import types
 import astropy.units as u
 import numpy as np
 import pytest
-from raw_builders import SHAPE, real_main_header, telescope_header, write_raw
+from .raw_builders import SHAPE, real_main_header, telescope_header, write_raw
 
 import nres.io
 from nres.errors import InvalidInputFileError, InvalidParameterError, NRESWarning

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from raw_builders import real_main_header, write_raw
+from .raw_builders import real_main_header, write_raw
 
 from nres.errors import InvalidInputFileError
 from nres.io import read_raw

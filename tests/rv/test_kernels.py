@@ -1,6 +1,6 @@
 """Each nres.rv kernel against its numpy twin (tests/rv/_naive.py) on seeded random inputs."""
 
-import _naive
+from . import _naive
 import numpy as np
 import pytest
 
