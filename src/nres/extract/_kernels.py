@@ -15,7 +15,8 @@ def _window_moments(img, good, x, c, h):
     Column ``x`` of ``img`` (ny, nx) float64 is treated as a piecewise-constant density (pixel j uniform over
     [j - 0.5, j + 0.5]), so the window edges cut pixels at sub-pixel positions and the moments are
     continuous in ``c`` (no rounding sawtooth). A straight background through the data at
-    c - h - 0.5 and c + h + 0.5 (linear interpolation between pixel centres) is subtracted.
+    c - h - 0.5 and c + h + 0.5 (linear interpolation between pixel centres), sampled at the pixel
+    centres, is subtracted.
     Returns (m0, m1, bad) with m1 the first moment about c, bad = True if the window or its
     background samples leave the column or touch a bad pixel.
     """
@@ -34,7 +35,6 @@ def _window_moments(img, good, x, c, h):
     fh = hi - np.floor(hi)
     jh = int(np.floor(hi))
     br = img[jh, x] if fh == 0.0 else img[jh, x] * (1.0 - fh) + img[jh + 1, x] * fh
-    mid = 0.5 * (bl + br)
     slope = (br - bl) / (2.0 * h + 1.0)
     m0 = 0.0
     m1 = 0.0
@@ -43,11 +43,11 @@ def _window_moments(img, good, x, c, h):
         b = min(j + 0.5, c + h) - c
         if b <= a:
             continue
-        m0 += img[j, x] * (b - a)
-        m1 += img[j, x] * 0.5 * (b * b - a * a)
-    # the background line mid + slope * u integrates to 2 h mid and has first moment 2 h^3 slope / 3
-    m0 -= 2.0 * h * mid
-    m1 -= 2.0 * h * h * h * slope / 3.0
+        # the background is sampled at the pixel centre like the data, so a straight background
+        # cancels exactly (an analytic line would leave the staircase's -slope/12 per pixel in m1)
+        v = img[j, x] - (bl + slope * (j - lo))
+        m0 += v * (b - a)
+        m1 += v * 0.5 * (b * b - a * a)
     return m0, m1, False
 
 
@@ -112,10 +112,17 @@ def _follow_traces(img, var, good, k0, y_start, min_snr, h, max_step, max_miss):
     n = y_start.size
     ys = np.full((n, nb), np.nan)
     for t in range(n):
-        m0, m1, bad = _window_moments(img, good, k0, y_start[t], h)
+        c = y_start[t]
+        bad = False
+        m0 = 0.0
+        for _ in range(3):
+            m0, m1, bad = _window_moments(img, good, k0, c, h)
+            if bad or not m0 > 0.0:
+                break
+            c = c + m1 / m0
         if bad or not m0 > 0.0:
             continue
-        ys[t, k0] = y_start[t] + m1 / m0
+        ys[t, k0] = c
         for step in (1, -1):
             last = ys[t, k0]
             slope = 0.0
@@ -125,10 +132,16 @@ def _follow_traces(img, var, good, k0, y_start, min_snr, h, max_step, max_miss):
             while 0 <= k < nb and miss < max_miss:
                 gap = miss + 1
                 pred = last + slope * gap
-                m0, m1, bad = _window_moments(img, good, k, pred, h)
+                c = pred
+                bad = False
+                m0 = 0.0
+                for _ in range(3):  # re-centre: one pass from a point off the centre is biased inwards
+                    m0, m1, bad = _window_moments(img, good, k, c, h)
+                    if bad or not m0 > 0.0:
+                        break
+                    c = c + m1 / m0
                 ok = False
                 if not bad and m0 > 0.0:
-                    c = pred + m1 / m0
                     j = int(min(max(pred, 0.0), ny - 1.0))
                     noise = np.sqrt(var[j, k] * (2.0 * h + 1.0))
                     if m0 > min_snr * noise and abs(c - pred) < max_step:
@@ -146,7 +159,7 @@ def _follow_traces(img, var, good, k0, y_start, min_snr, h, max_step, max_miss):
     return ys
 
 
-@njit_parallel
+@njit
 def _fit_clipped(v, y, w, nterm, clip, n_clip):
     """Weighted least-squares fits of many traces on one basis, with iterative sigma clipping.
 
@@ -173,7 +186,7 @@ def _fit_clipped(v, y, w, nterm, clip, n_clip):
     coef = np.zeros((n, p))
     used = np.zeros((n, nx), dtype=np.bool_)
     rms = np.full(n, np.nan)
-    for t in prange(n):
+    for t in range(n):  # serial: a parallel build of this kernel compiles ~3x slower
         u = w[t] > 0.0
         q = min(max(nterm[t], 1), p)
         for _ in range(n_clip + 1):

@@ -210,7 +210,8 @@ def _to_traces(coef_frame, used, rms, nx, y0, x0, *, ny, degree, orders, fibers,
     a, b = x_domain
     t_full = 2.0 * (xf - a) / (b - a) - 1.0
     # the same polynomial in the full-detector Legendre variable (exact: both maps are linear)
-    coef = yfit @ np.linalg.pinv(legendre.legvander(t_full, degree)).T
+    vf = legendre.legvander(t_full, degree)
+    coef = np.linalg.solve(vf.T @ vf, vf.T @ yfit.T).T
     x_valid = np.empty((len(coef), 2))
     for i in range(len(coef)):
         cols = np.flatnonzero(used[i])
