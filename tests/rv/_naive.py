@@ -27,24 +27,37 @@ def fit_normal_equations(t, tv, td, b, d, w, coef):
     return jw.T @ jac[keep], jw.T @ res, float(np.sum(w[keep] * res**2))
 
 
+def _overlap(e, lo, hi):
+    """Fraction of every hole [lo, hi] in every pixel (edges e): (n_hole, n_pixel)."""
+    ov = np.clip(np.minimum(hi[:, None], e[None, 1:]) - np.maximum(lo[:, None], e[None, :-1]), 0, None)
+    return ov / (hi - lo)[:, None]
+
+
 def mask_ccf(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, fixed=True):
     n_order = estart.size - 1
     num = np.zeros((n_order, zs.size))
     den = np.zeros((n_order, zs.size))
+    zref = 0.5 * (zs.min() + zs.max())
     for o in range(n_order):
         e = edges[estart[o] : estart[o + 1]]
         dd, bb = d[pstart[o] : pstart[o + 1]], b[pstart[o] : pstart[o + 1]]
         lo_all, hi_all = lline[lrange[o, 0] : lrange[o, 1]], hline[lrange[o, 0] : lrange[o, 1]]
         w_all = wline[lrange[o, 0] : lrange[o, 1]]
+        if fixed:
+            ok = (lo_all * (1 + zs.min()) >= e[0]) & (hi_all * (1 + zs.max()) <= e[-1])
+            lo, hi, w = lo_all[ok], hi_all[ok], w_all[ok]
+            sref = _overlap(e, lo * (1 + zref), hi * (1 + zref)) @ bb
+            lo, hi, w = lo[sref > 0], hi[sref > 0], w[sref > 0] * sref[sref > 0]
+            for j, z in enumerate(zs):
+                frac = _overlap(e, lo * (1 + z), hi * (1 + z))
+                sd, sb = frac @ dd, frac @ bb
+                k = sb > 0
+                num[o, j] = np.sum(w[k] * sd[k] / sb[k])
+                den[o, j] = np.sum(w[k])
+            continue
         for j, z in enumerate(zs):
-            zmin, zmax = (zs.min(), zs.max()) if fixed else (z, z)
-            ok = (lo_all * (1 + zmin) >= e[0]) & (hi_all * (1 + zmax) <= e[-1])
-            lo, hi, w = lo_all[ok] * (1 + z), hi_all[ok] * (1 + z), w_all[ok]
-            # overlap of every hole with every pixel
-            ov = np.clip(
-                np.minimum(hi[:, None], e[None, 1:]) - np.maximum(lo[:, None], e[None, :-1]), 0, None
-            )
-            frac = ov / (hi - lo)[:, None]
-            num[o, j] = np.sum(w[:, None] * frac * dd[None, :])
-            den[o, j] = np.sum(w[:, None] * frac * bb[None, :])
+            ok = (lo_all * (1 + z) >= e[0]) & (hi_all * (1 + z) <= e[-1])
+            frac = _overlap(e, lo_all[ok] * (1 + z), hi_all[ok] * (1 + z))
+            num[o, j] = np.sum(w_all[ok] * (frac @ dd))
+            den[o, j] = np.sum(w_all[ok] * (frac @ bb))
     return num, den

@@ -79,7 +79,7 @@ def test_mask_bias_noiseless(v):
     mask = LineMask(
         star.lines["wavelength"][isolated], star.lines["depth"][isolated], wavelength_medium="vacuum"
     )
-    for phase in (0.0, 0.5):
+    for phase in (0.0, 0.25, 0.5):
         kw = {}
         if phase:
             base, _ = simulate_extracted(
@@ -103,10 +103,14 @@ def test_mask_bias_noiseless(v):
             **kw,
         )
         r = measure(spec, mask, method="mask", z_b=Z_B)
-        # target: |bias| < 1 m/s for the mask CCF (issue 4). NOT MET yet on these 3 short orders:
-        # measured 0.1-0.6 m/s at -100 and 0 km/s but 1.8 m/s at +100 km/s (few lines per order;
-        # under investigation), so the test guards the measured state at 2 m/s
-        assert abs(r.rv_observed.to_value(u.m / u.s) - C_M_S * truth.z_obs) < 2.0
+        # target: |bias| < 1 m/s for the mask CCF (issue 4). Measured after freezing each line's
+        # weight at the grid centre: |bias| <= 0.15 m/s at -100/0/+100 km/s and phases 0, 1/4, 1/2,
+        # 3/4 (it was 1.8 m/s at +100 km/s when the weights followed the blaze slope along the grid).
+        # 1 m/s is the issue's limit, > 6x the measured worst case, so the test is not at the edge
+        assert abs(r.rv_observed.to_value(u.m / u.s) - C_M_S * truth.z_obs) < 1.0
+        # each order's velocity too (measured <= 0.35 m/s; each order has fewer lines, same limit)
+        per_order = r.orders["rv"].to_value(u.m / u.s) - C_M_S * truth.z_obs
+        assert np.all(np.abs(per_order) < 1.0), per_order
         fwhm = r.ccf["fwhm"][0].to_value(u.km / u.s)
         assert 5.0 < fwhm < 15.0  # R = 53000 (5.7 km/s) and 5.5 km/s lines: ~8 km/s
         assert 0 < r.ccf["contrast"][0] < 1

@@ -137,55 +137,101 @@ def _first_edge_above(edges, lo, hi, value):
 
 
 @njit
+def _hole_sums(edges, e0, ne, p0, lo, hi, d, b):
+    """(sum_i f_i d_i, sum_i f_i b_i) of the hole [lo, hi] inside one order (f_i: fraction in pixel i)."""
+    k = max(_first_edge_above(edges, e0, e0 + ne, lo) - 1, e0)  # edge k <= lo < edge k+1
+    width = hi - lo
+    sd = 0.0
+    sb = 0.0
+    while k < e0 + ne - 1 and edges[k] < hi:
+        a = max(lo, edges[k])
+        c = min(hi, edges[k + 1])
+        if c > a:
+            frac = (c - a) / width
+            i = p0 + (k - e0)
+            sd += frac * d[i]
+            sb += frac * b[i]
+        k += 1
+    return sd, sb
+
+
+@njit
+def _hole_add(edges, e0, ne, p0, lo, hi, scale, coeff):
+    """coeff_i += scale * f_i for the pixels i under the hole [lo, hi]."""
+    k = max(_first_edge_above(edges, e0, e0 + ne, lo) - 1, e0)
+    width = hi - lo
+    while k < e0 + ne - 1 and edges[k] < hi:
+        a = max(lo, edges[k])
+        c = min(hi, edges[k + 1])
+        if c > a:
+            coeff[p0 + (k - e0)] += scale * (c - a) / width
+        k += 1
+
+
+@njit
 def _mask_order(
-    edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, fixed, o, coeff_g, num, den, use_g
+    edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, fixed, o, num, den, use_g, g, coeff
 ):
-    """Accumulate the mask CCF of order o (numerator, denominator) or its variance weights."""
+    """Accumulate the mask CCF of order o into num/den, or (use_g) the pixel coefficients of
+    ``sum_j g[o, j] num[o, j]`` into coeff (fixed line set only)."""
     e0 = estart[o]
     ne = estart[o + 1] - e0  # n_pix + 1 edges
     p0 = pstart[o]
     elo = edges[e0]
     ehi = edges[e0 + ne - 1]
-    # one set of lines for the whole velocity grid: holes inside the order at every trial z
-    # (a set that changed along the grid would make the CCF asymmetric)
-    for j in range(zs.size):
-        zmin = zs.min() if fixed else zs[j]
-        zmax = zs.max() if fixed else zs[j]
-        f1 = 1.0 + zs[j]
-        nacc = 0.0
-        dacc = 0.0
-        for l in range(lrange[o, 0], lrange[o, 1]):
+    zmin = zs.min()
+    zmax = zs.max()
+    zref = 0.5 * (zmin + zmax)
+    for l in range(lrange[o, 0], lrange[o, 1]):
+        wl = wline[l]
+        if fixed:
+            # one set of lines for the whole grid: holes inside the order at every trial z (a set
+            # that changed along the grid would make the CCF asymmetric)
             if lline[l] * (1.0 + zmin) < elo or hline[l] * (1.0 + zmax) > ehi:
                 continue
+            # the line's weight is frozen at the grid centre: with a weight that followed the blaze
+            # along the grid, lines of different depth would be mixed in z-dependent proportions
+            _, sref = _hole_sums(edges, e0, ne, p0, lline[l] * (1.0 + zref), hline[l] * (1.0 + zref), d, b)
+            if not sref > 0.0:
+                continue
+            wl *= sref
+        for j in range(zs.size):
+            f1 = 1.0 + zs[j]
             lo = lline[l] * f1
             hi = hline[l] * f1
-            k = _first_edge_above(edges, e0, e0 + ne, lo) - 1  # edge k <= lo < edge k+1
-            width = hi - lo
-            while k < e0 + ne - 1 and edges[k] < hi:
-                a = max(lo, edges[k])
-                c = min(hi, edges[k + 1])
-                if c > a:
-                    frac = (c - a) / width
-                    i = p0 + (k - e0)
-                    if use_g:
-                        coeff_g[i] += num[o, j] * wline[l] * frac  # num holds g here
-                    else:
-                        nacc += wline[l] * frac * d[i]
-                        dacc += wline[l] * frac * b[i]
-                k += 1
-        if not use_g:
-            num[o, j] = nacc
-            den[o, j] = dacc
+            if not fixed:
+                if lo < elo or hi > ehi:
+                    continue
+                sd, sb = _hole_sums(edges, e0, ne, p0, lo, hi, d, b)
+                num[o, j] += wl * sd
+                den[o, j] += wl * sb
+                continue
+            sd, sb = _hole_sums(edges, e0, ne, p0, lo, hi, d, b)
+            if not sb > 0.0:
+                continue
+            if use_g:
+                _hole_add(edges, e0, ne, p0, lo, hi, g[o, j] * wl / sb, coeff)
+            else:
+                num[o, j] += wl * sd / sb
+                den[o, j] += wl
 
 
 @njit_parallel
 def mask_ccf(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, fixed):
     """Binary-mask CCF per order: box lines of relative width, pixel-overlap weighted.
 
-    ``num[o, j] = sum_l w_l sum_i f_il(z_j) d_i`` and ``den[o, j] = sum_l w_l sum_i f_il(z_j) b_i``
-    where ``f_il`` is the fraction of the hole ``[lline_l, hline_l] (1 + z_j)`` inside pixel i (pixel
-    i spans ``edges[i], edges[i+1]`` of its order); holes not entirely inside the order are skipped.
-    ``num / den`` is the blaze-weighted normalised CCF.
+    With ``S_d,l(z) = sum_i f_il(z) d_i`` and ``S_b,l(z) = sum_i f_il(z) b_i``, where ``f_il`` is the
+    fraction of the hole ``[lline_l, hline_l] (1 + z)`` inside pixel i (pixel i spans
+    ``edges[i], edges[i+1]`` of its order):
+
+    - ``fixed``: each line contributes its blaze-normalised depth profile ``S_d / S_b`` with a weight
+      ``W_l = w_l S_b,l(z_ref)`` frozen at the grid centre ``z_ref``: ``num[o, j] = sum_l W_l
+      S_d,l / S_b,l`` and ``den[o, j] = sum_l W_l``, over the holes inside the order at every trial z
+      (lines whose hole covers only bad pixels at some z are left out there).
+    - not ``fixed`` (wide search): ``num = sum_l w_l S_d,l``, ``den = sum_l w_l S_b,l`` over the holes
+      inside the order at each z.
+
+    ``num / den`` is the normalised CCF.
 
     Parameters
     ----------
@@ -198,13 +244,10 @@ def mask_ccf(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, fixed
     lline, hline, wline : float64 (n_line,)
         Hole edges (same unit as ``edges``, rest frame) and weights.
     lrange : int64 (n_order, 2)
-        Candidate lines [start, stop) of each order (a superset is fine; only holes inside the
-        order at every trial z are used).
+        Candidate lines [start, stop) of each order (a superset is fine).
     zs : float64 (n_z,)
         Trial redshifts.
     fixed : bool
-        True: use only holes inside the order at every z (one line set for the grid, a symmetric
-        CCF); False: at each z the holes inside the order then (a wide search).
 
     Returns
     -------
@@ -213,19 +256,44 @@ def mask_ccf(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, fixed
     n_order = estart.size - 1
     num = np.zeros((n_order, zs.size))
     den = np.zeros((n_order, zs.size))
-    dummy = np.zeros(1)
+    nog = np.zeros((1, 1))
+    nocoeff = np.zeros(1)
     for o in prange(n_order):
         _mask_order(
-            edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, fixed, o, dummy, num, den, False
+            edges,
+            estart,
+            d,
+            b,
+            pstart,
+            lline,
+            hline,
+            wline,
+            lrange,
+            zs,
+            fixed,
+            o,
+            num,
+            den,
+            False,
+            nog,
+            nocoeff,
         )
     return num, den
 
 
 @njit_parallel
-def mask_ccf_variance(edges, estart, var, pstart, lline, hline, wline, lrange, zs, g):
-    """Variance of the linear functional ``sum_j g[o, j] num[o, j]`` of each order's mask CCF.
+def mask_ccf_variance(edges, estart, b, var, pstart, lline, hline, wline, lrange, zs, g):
+    """Variance of the linear functional ``sum_j g[o, j] num[o, j]`` of each order's fixed-set mask CCF.
 
-    ``sum_i (sum_j g[o, j] sum_l w_l f_il(z_j))^2 var_i`` for every order o (pixels independent).
+    ``num`` is linear in the data: ``num[o, j] = sum_i c_ij d_i`` with ``c_ij = sum_l W_l f_il(z_j) /
+    S_b,l(z_j)``; the variance is ``sum_i (sum_j g[o, j] c_ij)^2 var_i`` (pixels independent).
+
+    Parameters
+    ----------
+    b, var : float64 (n_total,)
+        Blaze (as given to :func:`mask_ccf`) and data variance, packed; 0 for bad pixels.
+    g : float64 (n_order, n_z)
+    (others as :func:`mask_ccf`, with ``fixed=True``)
 
     Returns
     -------
@@ -237,7 +305,23 @@ def mask_ccf_variance(edges, estart, var, pstart, lline, hline, wline, lrange, z
     dummy = np.zeros((n_order, zs.size))
     for o in prange(n_order):
         _mask_order(
-            edges, estart, var, var, pstart, lline, hline, wline, lrange, zs, True, o, coeff, g, dummy, True
+            edges,
+            estart,
+            b,
+            b,
+            pstart,
+            lline,
+            hline,
+            wline,
+            lrange,
+            zs,
+            True,
+            o,
+            dummy,
+            dummy,
+            True,
+            g,
+            coeff,
         )
         acc = 0.0
         for i in range(pstart[o], pstart[o + 1]):
@@ -262,4 +346,6 @@ def _warmup():
     lines = np.array([500.4]), np.array([500.45]), np.array([1.0])
     lrange = np.array([[0, 1]], dtype=np.int64)
     mask_ccf(edges, estart, np.ones(8), np.ones(8), start, *lines, lrange, np.zeros(2), True)
-    mask_ccf_variance(edges, estart, np.ones(8), start, *lines, lrange, np.zeros(2), np.ones((1, 2)))
+    mask_ccf_variance(
+        edges, estart, np.ones(8), np.ones(8), start, *lines, lrange, np.zeros(2), np.ones((1, 2))
+    )

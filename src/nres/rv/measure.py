@@ -442,7 +442,7 @@ def _measure_mask(mask, lam, data, var, good, blaze, *, degree, v_range, clip, s
         g = (pinv[2][None, :] - delta[:, None] * pinv[1][None, :]) / coefs[:, 1][:, None] / den
     g = np.ascontiguousarray(np.where(np.isfinite(g), g, 0.0))
     zg = np.ascontiguousarray(grid / C_M_S)
-    var_o = _kernels.mask_ccf_variance(ef, estart, vf, pstart, lo_h, hi_h, wl, lrange, zg, g)
+    var_o = _kernels.mask_ccf_variance(ef, estart, bf, vf, pstart, lo_h, hi_h, wl, lrange, zg, g)
     v_o = v0 + delta
     sig_o = np.sqrt(var_o)
     flags = np.zeros(n_o, dtype=np.uint16)
