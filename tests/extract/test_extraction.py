@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
-from _extract_synth import make_traces, render, star_flux, to_frame
 
 from nres.errors import InvalidParameterError
 from nres.extract import extract, measure_profiles
 from nres.extract._extract_kernels import _extract
 from nres.flags import Flag
+
+from ._extract_synth import make_traces, render, star_flux, to_frame
 
 NX, X0, NY = 512, 1700, 160
 RN = 5.0

@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
-from _extract_synth import make_traces, render, sigma_of, to_frame
 from scipy.special import erf
 
 from nres.errors import InvalidParameterError
 from nres.extract import Profiles, measure_profiles
+
+from ._extract_synth import make_traces, render, sigma_of, to_frame
 
 NX, X0, NY = 768, 1600, 160
 
