@@ -10,7 +10,7 @@ over its full wings (:func:`~nres.extract.measure_profiles`), so the result is t
 edge pixels count with the fraction of their height inside the aperture. Aperture losses are the
 same in a target and its flat, so box ratios are unbiased.
 
-``method="idl"`` is the original's fit (:mod:`nres.extract.idl`).
+``method="idl"`` (the original's extlstsq fit, for parity with archived output) is not implemented yet.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .profiles import Profiles, _frame_arrays, _window_centers
 __all__ = ["extract", "METHODS"]
 
 #: Extraction methods.
-METHODS = ("optimal", "box", "idl")
+METHODS = ("optimal", "box")
 
 
 def _read_noise(frame, read_noise):
@@ -119,7 +119,7 @@ def extract(
         Traces in full-detector coordinates; the aperture height is ``traces.box_height``.
     profile : Profiles or None
         Normalised profiles (:func:`measure_profiles`); required by "optimal" and "idl".
-    method : {"optimal", "box", "idl"}
+    method : {"optimal", "box"}
     fibers : sequence of int or None
         Fibers to extract; default the lit fibers of ``meta["OBJECTS"]`` (else every fiber of traces).
     read_noise : float or None
@@ -143,7 +143,7 @@ def extract(
     return_rejected : bool
         Also return the boolean (ny, nx) map of rejected pixels.
     **idl_options
-        Options of ``method="idl"`` (:func:`nres.extract.idl.extract_idl`).
+        Reserved for the future ``method="idl"``; any given now is an error.
 
     Returns
     -------
@@ -158,12 +158,8 @@ def extract(
     if method not in METHODS:
         msg = f"extract: method must be one of {METHODS}, got {method!r}"
         raise InvalidParameterError(msg)
-    if method == "idl":
-        from .idl import extract_idl
-
-        return extract_idl(frame, traces, profile=profile, fibers=fibers, **idl_options)
     if idl_options:
-        msg = f"extract: unknown option(s) {sorted(idl_options)} for method={method!r}"
+        msg = f"extract: unknown option(s) {sorted(idl_options)}"
         raise InvalidParameterError(msg)
     optimal = method == "optimal"
     if optimal and not isinstance(profile, Profiles):
