@@ -93,3 +93,9 @@ def render_flat(
     )
     truth = {"fibers": sel.fibers, "orders": sel.orders, "centers": centers, "x": xs}
     return flat, truth
+
+
+@pytest.fixture(scope="session")
+def flat_factory():
+    """:func:`render_flat` for tests (conftest modules are not importable by name)."""
+    return render_flat

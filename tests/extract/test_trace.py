@@ -24,15 +24,19 @@ def _errors(traces, truth):
 
 
 @pytest.fixture(scope="module")
-def shifted_flat(seed_traces):
+def make_flat(flat_factory):
+    """Flats on WINDOW with a sloped background (80 e- + 0.5 e-/row)."""
+
+    def make(seed_traces, **kw):
+        return flat_factory(seed_traces, window=WINDOW, background=80.0, slope=0.5, **kw)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def shifted_flat(seed_traces, make_flat):
     # moved 23.7 px, rotated 1 mrad, scaled by 1.002, with a sloped background
-    return render_flat_cached(seed_traces, fibers=(0, 1), dy=23.7, rot=1e-3, scale=1.002)
-
-
-def render_flat_cached(seed_traces, **kw):
-    from .conftest import render_flat
-
-    return render_flat(seed_traces, window=WINDOW, background=80.0, slope=0.5, **kw)
+    return make_flat(seed_traces, fibers=(0, 1), dy=23.7, rot=1e-3, scale=1.002)
 
 
 def test_find_traces_shifted_rotated_centres_and_ids(shifted_flat, seed_traces):
@@ -56,10 +60,10 @@ def test_find_traces_shifted_rotated_centres_and_ids(shifted_flat, seed_traces):
     assert traces.meta["IDSHIFT"] == pytest.approx(23.7, abs=1.0)
 
 
-def test_no_rounding_sawtooth(seed_traces):
+def test_no_rounding_sawtooth(seed_traces, make_flat):
     """A trace crossing many pixel rows: the residual must not follow frac(y) (the original's
     integer-box sawtooth has a +-0.5 px amplitude)."""
-    flat, truth = render_flat_cached(seed_traces, fibers=(1, 2), dy=-5.3)
+    flat, truth = make_flat(seed_traces, fibers=(1, 2), dy=-5.3)
     traces = find_traces(flat, reference=seed_traces)
     k = np.flatnonzero(np.all(np.isfinite(truth["centers"]), axis=1))[0]
     f, o = int(truth["fibers"][k]), int(truth["orders"][k])
@@ -72,9 +76,9 @@ def test_no_rounding_sawtooth(seed_traces):
     assert np.ptp(c) > 8  # ten periods of the sawtooth
 
 
-def test_edge_clipped_orders_kept_over_their_columns(seed_traces):
+def test_edge_clipped_orders_kept_over_their_columns(seed_traces, make_flat):
     # the window's bottom edge cuts through the parabolic orders: their ends are on, middles off
-    flat, truth = render_flat_cached(seed_traces, fibers=(0, 1), dy=-(WINDOW[0] - 250) + 0.0)
+    flat, truth = make_flat(seed_traces, fibers=(0, 1), dy=-(WINDOW[0] - 250) + 0.0)
     traces = find_traces(flat, reference=seed_traces, min_length=100)
     partial = [
         i
@@ -101,9 +105,9 @@ def test_window_origin_gives_full_detector_coordinates(shifted_flat, seed_traces
     assert set(traces.fibers.tolist()) == {-1}
 
 
-def test_refine_from_reference_and_two_flats(seed_traces):
-    flat01, truth01 = render_flat_cached(seed_traces, fibers=(0, 1), dy=1.4, seed=3)
-    flat12, truth12 = render_flat_cached(seed_traces, fibers=(1, 2), dy=1.4, seed=4)
+def test_refine_from_reference_and_two_flats(seed_traces, make_flat):
+    flat01, truth01 = make_flat(seed_traces, fibers=(0, 1), dy=1.4, seed=3)
+    flat12, truth12 = make_flat(seed_traces, fibers=(1, 2), dy=1.4, seed=4)
     start = seed_traces.select(orders=range(55, 72))
     refined = refine_traces(flat01, start, flat2=flat12)
     assert set(refined.fibers.tolist()) == {0, 1, 2}

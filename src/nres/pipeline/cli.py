@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("nres.pipeline.cmd_simulate", "simulate a frame (FITS) and its truth (npz + ECSV)"),
     "demo": ("nres.pipeline.cmd_demo", "run the demonstration reduction"),
     "model": ("nres.pipeline.cmd_model", "wavelength coverage of every order and fiber of a site"),
+    "trace": ("nres.pipeline.cmd_trace", "trace the orders of a lamp flat"),
 }
 
 
