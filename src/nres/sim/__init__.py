@@ -15,6 +15,11 @@ _EXPORTS = {
     "simulate_extracted": "extracted",
     "StellarSpectrum": "star",
     "Truth": "truth",
+    "write_raw": "raw_file",
+    "raw_window": "raw_file",
+    "raw_filename": "raw_file",
+    "simulate_night": "night",
+    "NightTarget": "night",
 }
 
 __all__ = sorted(_EXPORTS)
