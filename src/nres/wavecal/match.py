@@ -19,21 +19,31 @@ import numpy as np
 __all__ = ["find_offset", "match_lines"]
 
 
-def _predicted_x(grid_orders, grid, lam_list, bright, per_order):
-    """Predicted pixels of the brightest list lines in each order of ``grid`` (order, 4096)."""
-    out = []
-    for row in grid:
-        sel = np.flatnonzero((lam_list > row[0]) & (lam_list < row[-1]))
-        if sel.size > per_order:
-            sel = sel[np.argsort(bright[sel])[::-1][:per_order]]
-        out.append(np.interp(lam_list[sel], row, np.arange(row.size, dtype=float)))
-    return out
+def _predicted_x(grid, lam_list, bright, per_order):
+    """Predicted pixels of the brightest list lines inside one order's model grid (4096,)."""
+    sel = np.flatnonzero((lam_list > grid[0]) & (lam_list < grid[-1]))
+    if sel.size > per_order:
+        sel = sel[np.argsort(bright[sel])[::-1][:per_order]]
+    return np.interp(lam_list[sel], grid, np.arange(grid.size, dtype=float))
 
 
 def find_offset(
-    found, lam_list, bright, grid_of, *, max_shift=20.0, order_shifts=(-1, 0, 1), per_order=60, bin_px=0.25
+    found,
+    lam_list,
+    bright,
+    grid_of,
+    *,
+    max_shift=20.0,
+    max_stretch=16.0,
+    order_shifts=(-1, 0, 1),
+    per_order=60,
+    bin_px=0.5,
 ):
-    """Global (order shift, x shift) and per-(fiber, order) x shifts of a starting model.
+    """Global (order relabel, x shift, x stretch) and per-order shifts of a starting model.
+
+    A line the model predicts at x is found at ``x + shift + stretch t`` (t = (x - 2047.5) /
+    2047.5). The search scores every (order relabel, stretch) by the peak of the histogram of
+    found-minus-predicted pair differences; each order then gets its own shift near the global one.
 
     Parameters
     ----------
@@ -44,23 +54,24 @@ def find_offset(
     grid_of : callable
         ``grid_of(fiber, order)`` -> model wavelengths (nm) at pixels 0..4095, or None if the
         order is outside the model.
-    max_shift : float
-        Largest |x shift| searched, px.
+    max_shift, max_stretch : float
+        Largest |shift| and |stretch| searched, px.
 
     Returns
     -------
     order_shift : int
         True order = spectrum label + order_shift.
-    shift : float
-        Global x shift (px): a line predicted at x lands at x + shift.
+    shift, stretch : float
+        Global x shift and stretch (px).
     per_order : dict
-        (fiber, label order) -> x shift (px).
+        (fiber, label order) -> x shift (px) at the order centre (the stretch comes on top).
     score : ndarray
-        Peak height of the pair histogram for each of ``order_shifts``.
+        Peak height of the best pair histogram for each of ``order_shifts``.
     """
     bright = np.where(np.isfinite(bright) & (bright > 0), bright, 1.0)
-    edges = np.arange(-max_shift - 2.0, max_shift + 2.0 + bin_px / 2, bin_px)
-    centres = 0.5 * (edges[1:] + edges[:-1])
+    reach = max_shift + max_stretch + 2.0
+    nbin = int(np.ceil(2 * reach / bin_px)) + 1
+    stretches = np.arange(-max_stretch, max_stretch + bin_px / 2, bin_px)
     keys = sorted({(int(f), int(m)) for f, m in zip(found["fiber"], found["order"], strict=True)})
     xs = {}
     for f, m in keys:
@@ -70,44 +81,56 @@ def find_offset(
         xs[(f, m)] = x[np.argsort(snr)[::-1][:per_order]]
     best = None
     scores = []
-    diffs_by = {}
+    pairs_by = {}
     for k in order_shifts:
-        diffs = {}
+        pairs = {}
         for f, m in keys:
             grid = grid_of(f, m + k)
             if grid is None:
                 continue
-            pred = _predicted_x(None, grid[None], lam_list, bright, per_order)[0]
+            pred = _predicted_x(grid, lam_list, bright, per_order)
             d = (xs[(f, m)][:, None] - pred[None, :]).ravel()
-            diffs[(f, m)] = d[np.abs(d) <= max_shift + 2.0]
-        alld = np.concatenate(list(diffs.values())) if diffs else np.zeros(0)
-        hist, _ = np.histogram(alld, edges)
-        # smooth by +-1 px: a model off by a fraction of a pixel spreads the peak over bins
-        kern = np.ones(int(round(1.0 / bin_px)) * 2 + 1)
-        hist = np.convolve(hist, kern, mode="same")
-        inside = np.abs(centres) <= max_shift
-        i = int(np.argmax(np.where(inside, hist, -1)))
-        scores.append(hist[i])
-        if best is None or hist[i] > best[0]:
-            best = (hist[i], k, centres[i])
-        diffs_by[k] = diffs
-    _, k, shift = best
-    # refine globally, then per order, on pair differences near the peak
-    allk = np.concatenate(list(diffs_by[k].values()))
-    near = allk[np.abs(allk - shift) < 1.0]
+            t = np.broadcast_to((pred[None, :] - 2047.5) / 2047.5, (xs[(f, m)].size, pred.size)).ravel()
+            keep = np.abs(d) <= reach
+            pairs[(f, m)] = (d[keep], t[keep])
+        pairs_by[k] = pairs
+        if not pairs:
+            scores.append(0)
+            continue
+        d_all = np.concatenate([p[0] for p in pairs.values()])
+        t_all = np.concatenate([p[1] for p in pairs.values()])
+        top = (0, 0.0, 0.0)
+        for b in stretches:
+            r = d_all - b * t_all
+            ok = np.abs(r) <= max_shift + 1.0
+            h = np.bincount(np.round((r[ok] + reach) / bin_px).astype(np.int64), minlength=nbin)
+            # a line spreads over neighbouring bins when the model is off by a fraction of a pixel
+            h = h[:-2] + h[1:-1] + h[2:]
+            i = int(np.argmax(h))
+            if h[i] > top[0]:
+                top = (int(h[i]), float(b), (i + 1) * bin_px - reach)
+        scores.append(top[0])
+        if best is None or top[0] > best[0]:
+            best = (top[0], k, top[2], top[1])
+    _, k, shift, stretch = best
+    # refine the global shift, then each order's, on pair differences near the peak
+    pairs = pairs_by[k]
+    r_all = np.concatenate([p[0] - stretch * p[1] for p in pairs.values()])
+    near = r_all[np.abs(r_all - shift) < 1.0]
     shift = float(np.median(near)) if near.size else float(shift)
     per = {}
-    for key, d in diffs_by[k].items():
-        close = d[np.abs(d - shift) < 3.0]
+    for key, (d, t) in pairs.items():
+        r = d - stretch * t
+        close = r[np.abs(r - shift) < 3.0]
+        per[key] = shift
         if close.size >= 3:
-            h, e = np.histogram(close, np.arange(shift - 3.0, shift + 3.0 + 1e-9, bin_px))
+            h, e = np.histogram(close, np.arange(shift - 3.0, shift + 3.0 + 1e-9, 0.25))
             h = np.convolve(h, np.ones(5), mode="same")
             c = 0.5 * (e[1:] + e[:-1])[int(np.argmax(h))]
             sel = close[np.abs(close - c) < 0.75]
-            per[key] = float(np.median(sel)) if sel.size >= 3 else shift
-        else:
-            per[key] = shift
-    return int(k), shift, per, np.asarray(scores)
+            if sel.size >= 3:
+                per[key] = float(np.median(sel))
+    return int(k), shift, float(stretch), per, np.asarray(scores)
 
 
 def match_lines(lam_pred, dispersion, group, lam_list, *, tolerance, isolation):

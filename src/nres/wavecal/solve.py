@@ -134,6 +134,7 @@ def solve(
     found=None,
     fibers=None,
     max_shift=20.0,
+    max_stretch=16.0,
     z0="tied",
     z0_sigma=2e-6,
     x_degree=None,
@@ -159,8 +160,9 @@ def solve(
         Lines from :func:`find_lines` (default: found here with ``find_kwargs``).
     fibers : sequence of int or None
         Fibers to fit (default all of ``arc_spec.fibers``).
-    max_shift : float
-        Largest start offset searched, px (also order relabels of -1, 0, +1).
+    max_shift, max_stretch : float
+        Largest start offset and stretch (change of the order length / 2) searched, px; order
+        relabels of -1, 0, +1 are searched too.
     z0 : {"tied", "prior"}
         "tied": dz0 = 1.5751e-4 dfl, as the original; "prior": z0 free with a Gaussian prior of
         width ``z0_sigma`` about the starting value.
@@ -217,8 +219,8 @@ def solve(
             return None
         return grids[f, m - model.ord0]
 
-    k_shift, shift, per_order_shift, scores = find_offset(
-        good, lam_list, bright, grid_of, max_shift=max_shift
+    k_shift, shift, stretch, per_order_shift, _ = find_offset(
+        good, lam_list, bright, grid_of, max_shift=max_shift, max_stretch=max_stretch
     )
     x = np.asarray(good["x"], dtype=np.float64)
     xerr = np.asarray(good["x_err"], dtype=np.float64)
@@ -231,7 +233,10 @@ def solve(
     start_dx = np.array(
         [per_order_shift.get((int(f), int(m)), shift) for f, m in zip(fib, label, strict=True)]
     )
+    start_dx = start_dx + stretch * (x - 2047.5) / 2047.5  # t of the found x (= predicted + shift)
 
+    # an order polynomial needs more distinct orders than its degree
+    od_cap = int(min(max_degree[1], np.unique(order).size - 1))
     # dispersion at each line (nm/px) from the starting grid
     dgrid = np.gradient(grids, axis=2)
     disp = np.abs(dgrid[fib, order - model.ord0, np.clip(np.round(x).astype(int), 0, model.nx - 1)])
@@ -268,16 +273,14 @@ def solve(
         if x_degree is not None and order_degree is not None:
             xd, od = int(x_degree), int(order_degree)
         elif it == 0:
-            xd, od = 4, 4  # provisional until the physical fit and matches settle
+            xd, od = 4, min(4, od_cap)  # provisional until the physical fit and matches settle
         elif it == 2:
             allsel = sel
-            basis_full = correction_basis(x[allsel], order[allsel], max_degree[0], max_degree[1])
-            # the fibers share the degree choice: CV on the sum of their held-out chi^2 (fiber 1 first)
+            basis_full = correction_basis(x[allsel], order[allsel], max_degree[0], od_cap)
+            # the fibers share one degree choice, made by CV on fiber 1's lines (else the first fiber's)
             f0 = 1 if 1 in fiber_ids else fiber_ids[0]
             fs = fib[allsel] == f0
-            xd, od = _cv_degrees(
-                basis_full[fs], y[allsel][fs], w[allsel][fs], max_degree[0], max_degree[1], folds
-            )
+            xd, od = _cv_degrees(basis_full[fs], y[allsel][fs], w[allsel][fs], max_degree[0], od_cap, folds)
         resid = np.zeros(x.size)
         for f in fiber_ids:
             s = sel & (fib == f)
@@ -339,6 +342,7 @@ def solve(
         "order_degree": int(od),
         "iterations": int(it + 1),
         "start_shift_px": float(shift),
+        "start_stretch_px": float(stretch),
         "start_order_shift": int(k_shift),
     }
     return dataclasses.replace(solution, qc=qc, per_order=per_order)
