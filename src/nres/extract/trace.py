@@ -19,12 +19,23 @@ from numpy.polynomial import legendre
 from scipy.signal import find_peaks, peak_prominences
 
 from ..errors import FitError, InvalidParameterError
+from ..legacy import register, resolve
 from ..traces import DEFAULT_X_DOMAIN, Traces
 from ..window import DETECTOR_SHAPE, window_origin
 from . import _kernels
 from .identify import identify_traces, lit_fibers
 
 __all__ = ["find_traces", "refine_traces"]
+
+register(
+    "nres.extract.refine_traces",
+    "centroid_reference",
+    choices=("trace", "integer_box"),
+    default="trace",
+    legacy="integer_box",
+    reference="idl-calib-trace-extract.md 14.3, 16 (22)",
+    summary="centroid offset from the integer 11-row box centre added to the trace (rounding sawtooth)",
+)
 
 _BIN = 16  # columns averaged per sample while detecting and following traces
 _SYS_ERR = 0.003  # px added in quadrature to each column's photon error: no column dominates a fit
@@ -174,8 +185,42 @@ def _fit(t, y, w, degree, clip, n_clip, nterm=None):
     return coef, used, rms
 
 
+def _box_samples(data, good, centers, width=11):
+    """The original's trace_refine samples (legacy): the current y plus the flux centroid's offset
+    from the centre of the integer box of ``width`` rows, bottom ROUND(y_idl - W/2) with the
+    original's y_idl = y + 0.5 (idl-calib-trace-extract.md 14.3 step 5, bug 22); no background.
+    Returns (samples, weights 0/1), both (n, nx)."""
+    ny = data.shape[0]
+    half = (width - 1) / 2.0
+    b = np.floor(np.nan_to_num(centers, nan=-1e6) + 0.5 - width / 2.0 + 0.5).astype(np.int64)
+    rows = b[..., None] + np.arange(width)  # (n, nx, W)
+    inside = np.isfinite(centers) & (b >= 0) & (b + width - 1 <= ny - 1)
+    rows = np.clip(rows, 0, ny - 1)
+    cols = np.broadcast_to(np.arange(data.shape[1])[None, :, None], rows.shape)
+    f = data[rows, cols]
+    ok = inside & good[rows, cols].all(axis=-1)
+    m0 = f.sum(axis=-1)
+    m1 = (f * (np.arange(width) - half)).sum(axis=-1)
+    ok &= m0 > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        off = np.clip(m1 / m0, -width / 2.0, width / 2.0)
+    return np.where(ok, centers + off, np.nan), ok.astype(np.float64)
+
+
 def _measure(
-    data, var, good, init, valid, *, degree, n_iter, clip, max_halfwidth, max_err=0.05, halfwidth=None
+    data,
+    var,
+    good,
+    init,
+    valid,
+    *,
+    degree,
+    n_iter,
+    clip,
+    max_halfwidth,
+    max_err=0.05,
+    halfwidth=None,
+    centroid_reference="trace",
 ):
     """Iterate per-column centroids about the fitted trace and robust Legendre fits.
 
@@ -187,10 +232,15 @@ def _measure(
     h = _halfwidths(init, max_halfwidth) if halfwidth is None else np.asarray(halfwidth, np.float64)
     centers = np.where(valid, init, np.nan)
     for _ in range(n_iter):
-        cen, err, flux = _kernels._centroid_traces(data, var, good, np.ascontiguousarray(centers), h)
-        # a column whose centroid error exceeds max_err carries no useful signal (order end, gap)
-        good_col = np.isfinite(cen) & valid & (err < max_err)
-        w = np.where(good_col, 1.0 / (np.where(good_col, err, 1.0) ** 2 + _SYS_ERR**2), 0.0)
+        if centroid_reference == "integer_box":
+            cen, w = _box_samples(data, good, centers)
+            good_col = (w > 0) & valid
+            w = np.where(good_col, 1.0, 0.0)
+        else:
+            cen, err, _ = _kernels._centroid_traces(data, var, good, np.ascontiguousarray(centers), h)
+            # a column whose centroid error exceeds max_err carries no useful signal (order end, gap)
+            good_col = np.isfinite(cen) & valid & (err < max_err)
+            w = np.where(good_col, 1.0 / (np.where(good_col, err, 1.0) ** 2 + _SYS_ERR**2), 0.0)
         if not np.any(w.sum(axis=1) > 0):
             msg = "trace fit: no column gave a usable centroid"
             raise FitError(msg)
@@ -364,7 +414,18 @@ def find_traces(
 
 
 def refine_traces(
-    flat, traces, *, flat2=None, fibers=None, fibers2=None, degree=None, n_iter=3, clip=4.0, max_halfwidth=8.0
+    flat,
+    traces,
+    *,
+    flat2=None,
+    fibers=None,
+    fibers2=None,
+    degree=None,
+    n_iter=3,
+    clip=4.0,
+    max_halfwidth=8.0,
+    centroid_reference=None,
+    legacy=False,
 ) -> Traces:
     """Re-measure a known trace set on one or two lamp flats.
 
@@ -385,6 +446,13 @@ def refine_traces(
         Legendre degree; default that of ``traces``.
     n_iter, clip, max_halfwidth
         As in :func:`find_traces`.
+    centroid_reference : {"trace", "integer_box"}, optional
+        "trace" (default): centroids in a window centred on the fitted trace with sub-pixel edges
+        and a local background. "integer_box" (legacy): the original's trace_refine, which adds
+        the centroid's offset from the centre of an integer 11-row box to the trace, feeding the
+        +-0.5 px rounding sawtooth into the fit (idl-calib-trace-extract.md 14.3, bug 22).
+    legacy : bool
+        Shorthand for all legacy options of this function.
 
     Returns
     -------
@@ -403,6 +471,8 @@ def refine_traces(
     if not isinstance(traces, Traces):
         msg = f"traces: expected nres.traces.Traces, got {type(traces).__name__}"
         raise InvalidParameterError(msg)
+    ref = resolve("nres.extract.refine_traces", legacy, centroid_reference=centroid_reference)
+    centroid_reference = ref["centroid_reference"]
     degree = traces.degree if degree is None else int(degree)
     frames = [(flat, _resolve_fibers(flat, fibers, "flat"))]
     if flat2 is not None:
@@ -428,9 +498,7 @@ def refine_traces(
         valid = traces.valid(xf)[lit] & (init >= -0.5) & (init <= ny - 0.5)
         t = np.linspace(-1.0, 1.0, nx) if nx > 1 else np.zeros(1)
         # iterate the centroids of this flat's lit traces (the fit only steers the window)
-        _, _, _, h = _measure(
-            data, var, good, init, valid, degree=degree, n_iter=1, clip=clip, max_halfwidth=max_halfwidth
-        )
+        h = _halfwidths(np.where(valid, init, np.nan), max_halfwidth)
         coef, used, _, _ = _measure(
             data,
             var,
@@ -442,15 +510,14 @@ def refine_traces(
             clip=clip,
             max_halfwidth=max_halfwidth,
             halfwidth=h,
+            centroid_reference=centroid_reference,
         )
-        centers = coef @ legendre.legvander(t, degree).T
-        cen, err, _ = _kernels._centroid_traces(
-            data,
-            var,
-            good,
-            np.ascontiguousarray(np.where(valid, centers, np.nan)),
-            h,
-        )
+        centers = np.ascontiguousarray(np.where(valid, coef @ legendre.legvander(t, degree).T, np.nan))
+        if centroid_reference == "integer_box":
+            cen, wbox = _box_samples(data, good, centers)
+            err = np.where(wbox > 0, 1.0, np.nan)  # the original weights columns 0/1: uniform
+        else:
+            cen, err, _ = _kernels._centroid_traces(data, var, good, centers, h)
         y = np.full((len(traces), nx), np.nan)
         w = np.zeros((len(traces), nx))
         ok = used & np.isfinite(cen)
