@@ -269,6 +269,56 @@ def deposit_tracks(image, hit, y0, x0, ys, xs, dys, dxs, energies):
                 hit[j, i] = True
 
 
+# ----- scattered light and detector response ----------------------------------------------------
+@njit
+def _node_weight(p, cell, n):
+    """Lower node index and weight of the upper node for full-detector position p on a grid of n
+    nodes at ``cell * k + (cell - 1) / 2``; constant beyond the end nodes."""
+    t = (p - 0.5 * (cell - 1.0)) / cell
+    if t <= 0.0:
+        return 0, 0.0
+    if t >= n - 1:
+        return n - 2, 1.0
+    k = int(math.floor(t))
+    return k, t - k
+
+
+@njit_parallel
+def bilinear_grid(grid, cell, y0, x0, out):
+    """out[i, k] = bilinear interpolation of grid (n, m) at full-detector pixel (y0 + i, x0 + k).
+
+    The value at a pixel depends only on its full-detector position (a window is a crop).
+    """
+    ny, nx = out.shape
+    n, m = grid.shape
+    for i in prange(ny):
+        ky, fy = _node_weight(float(y0 + i), cell, n)
+        for k in range(nx):
+            kx, fx = _node_weight(float(x0 + k), cell, m)
+            lo = (1.0 - fx) * grid[ky, kx] + fx * grid[ky, kx + 1]
+            hi = (1.0 - fx) * grid[ky + 1, kx] + fx * grid[ky + 1, kx + 1]
+            out[i, k] = (1.0 - fy) * lo + fy * hi
+
+
+@njit_parallel
+def respond(electrons, lin_e, sat_e, nonlinearity, out, nonlinear, saturated):
+    """Detector response in electrons: above ``lin_e`` the excess loses up to ``nonlinearity`` of
+    itself (reached at ``sat_e``); clipped at ``sat_e``. Fills out, nonlinear, saturated."""
+    ny, nx = electrons.shape
+    span = sat_e - lin_e
+    for i in prange(ny):
+        for k in range(nx):
+            e = electrons[i, k]
+            v = e
+            if e > lin_e:
+                excess = e - lin_e
+                v = lin_e + excess * (1.0 - nonlinearity * min(excess / span, 1.0))
+            sat = v >= sat_e
+            out[i, k] = min(v, sat_e)
+            saturated[i, k] = sat
+            nonlinear[i, k] = e > lin_e and not sat
+
+
 def _warmup():
     """Compile every kernel of nres.sim on tiny inputs."""
     wl = np.array([500.0, 500.1])
@@ -296,4 +346,14 @@ def _warmup():
         np.array([2.0]),
         np.array([1.0]),
         np.array([500.0]),
+    )
+    bilinear_grid(np.arange(6.0).reshape(2, 3), 4.0, 0, 0, np.empty((3, 5)))
+    respond(
+        img * 1e4,
+        2.0e4,
+        3.0e4,
+        0.05,
+        np.empty_like(img),
+        np.empty(img.shape, np.bool_),
+        np.empty(img.shape, np.bool_),
     )

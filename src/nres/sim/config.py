@@ -39,6 +39,11 @@ class SimConfig:
     loses up to ``nonlinearity`` of the excess at saturation), ``cosmic_rate`` (events per cm2
     per minute on 15 um pixels), ``n_bad_columns``, ``n_hot_pixels``; ``n_meter_samples``
     exposure-meter samples.
+
+    ``star_integration``: "moments" (default) renders the star once at the flux-weighted mean
+    Doppler factor, broadened by its rms over the exposure (error < 2e-5 m/s, see
+    :func:`~nres.sim.doppler.mean_doppler_factor`); "samples" averages one spectrum per
+    exposure-meter sample (``n_meter_samples`` times slower).
     """
 
     trace_shift: float = 1.3
@@ -69,3 +74,4 @@ class SimConfig:
     n_bad_columns: int = 6
     n_hot_pixels: int = 200
     n_meter_samples: int = 10
+    star_integration: str = "moments"

@@ -17,11 +17,16 @@ from ..errors import InvalidParameterError
 from ..flags import Flag, add_flag, empty_flags, flags_to_mask
 from ..provenance import record_provenance
 from ..window import DETECTOR_SHAPE, with_window_origin
-from . import _kernels, detector
+from . import _cache, _kernels, detector
 from .config import DEFAULT_EXPTIME, SITE_INSTRUMENTS, SimConfig
-from .doppler import barycentric_z_samples, default_target, exposure_samples, flux_weighted
+from .doppler import (
+    barycentric_z_samples,
+    exposure_samples,
+    flux_weighted,
+    mean_doppler_factor,
+)
 from .geometry import profile_sigma, transform_traces, wavelength_offset
-from .scattered import scattered_light
+from .scattered import interpolate_grid, scattered_light
 from .sources import blaze_function, tungsten_sed
 from .star import StellarSpectrum
 from .truth import Truth
@@ -34,6 +39,8 @@ BLEED_MARGIN = 64
 #: Columns beyond the window searched for ThAr lines whose wings reach it.
 LINE_MARGIN = 16
 _STAR_TEFF = 5800.0
+#: Values of ``SimConfig.star_integration``.
+STAR_INTEGRATIONS = ("moments", "samples")
 
 
 @functools.lru_cache(maxsize=4)
@@ -41,7 +48,7 @@ def _default_template(seed):
     return StellarSpectrum(seed=seed)
 
 
-def _check(obstype, fibers, window, raw):
+def _check(obstype, fibers, window, raw, config):
     obstype = str(obstype).upper()
     if obstype not in OBSTYPES:
         msg = f"simulate: obstype must be one of {OBSTYPES}, got {obstype!r}"
@@ -49,6 +56,12 @@ def _check(obstype, fibers, window, raw):
     fibers = tuple(int(f) for f in fibers)
     if fibers not in ((0, 1), (1, 2)):
         msg = f"simulate: fibers must be (0, 1) or (1, 2), got {fibers}"
+        raise InvalidParameterError(msg)
+    if config is not None and config.star_integration not in STAR_INTEGRATIONS:
+        msg = (
+            f"simulate: config.star_integration must be one of {STAR_INTEGRATIONS}, "
+            f"got {config.star_integration!r}"
+        )
         raise InvalidParameterError(msg)
     if raw and window is not None:
         msg = "simulate: raw=True makes the whole raw detector; window must be None"
@@ -194,7 +207,7 @@ def simulate(
         Electrons (processed-like) or ADU (raw) with the header of a raw NRES frame.
     truth : Truth
     """
-    obstype, fibers = _check(obstype, fibers, window, raw)
+    obstype, fibers = _check(obstype, fibers, window, raw, config)
     cfg = config or SimConfig()
     exptime = DEFAULT_EXPTIME[obstype] if exptime is None else float(exptime)
     if exptime < 0:
@@ -211,10 +224,14 @@ def simulate(
     cam = instrument.camera_info(camera) if cfg.gain is None or cfg.read_noise is None else None
     gain = cfg.gain if cfg.gain is not None else cam.gain
     read_noise = cfg.read_noise if cfg.read_noise is not None else cam.read_noise
-    reference = traces if traces is not None else instrument.reference_traces(site)
-    geo = transform_traces(
-        reference, shift=cfg.trace_shift, rotation=cfg.trace_rotation, scale=cfg.trace_scale
-    )
+    # the default geometry, model, ThAr list and target go through caches (bit-for-bit the same)
+    defaults = traces is None and model is None and line_list is None
+    if traces is None:
+        geo = _cache.moved_traces(site, cfg.trace_shift, cfg.trace_rotation, cfg.trace_scale)
+    else:
+        geo = transform_traces(
+            traces, shift=cfg.trace_shift, rotation=cfg.trace_rotation, scale=cfg.trace_scale
+        )
     y0, y1, x0, x1 = _resolve_window(window, geo)
     ny, nx = y1 - y0, x1 - x0
     x = np.arange(x0, x1)
@@ -236,7 +253,7 @@ def simulate(
 
     need_model = obstype in ("LAMPFLAT", "DOUBLE", "TARGET")
     if need_model and model is None:
-        model = instrument.PhysicalModel.for_site(site, mjd=mjd)
+        model = _cache.site_model(site, float(mjd))
     if "thar" in lit.values() and line_list is None:
         line_list = instrument.thar_lines("redman")
 
@@ -245,9 +262,13 @@ def simulate(
     meter_mjd, meter_flux = exposure_samples(mjd, exptime, cfg.n_meter_samples, seed=seed)
     zb_t = np.zeros_like(meter_mjd)
     if obstype == "TARGET":
-        zb_t = barycentric_z_samples(target or default_target(), meter_mjd, instrument.site_location(site))
+        if target is None:
+            zb_t = _cache.default_z_b(site, meter_mjd)
+        else:
+            zb_t = barycentric_z_samples(target, meter_mjd, instrument.site_location(site))
     z_b, z_obs_t = flux_weighted(zb_t, meter_flux, z_star)
     weights = meter_flux / meter_flux.sum()
+    factor, spread = mean_doppler_factor(zb_t, meter_flux, z_star)
     if "star" in lit.values() and template is None:
         template = _default_template(int(seed))
 
@@ -274,9 +295,12 @@ def simulate(
             xe = np.concatenate([x - 0.5, [x[-1] + 0.5]])
             ye = np.interp(xe, x, cen[k])
             edges = _model_wavelength(model, xe, order, fiber, ye, cfg, drift) * u.nm
-            mean = sum(
-                w * template.flux_integrated(edges, z=z) for w, z in zip(weights, z_obs_t, strict=True)
-            )
+            if cfg.star_integration == "moments":
+                mean = template.flux_integrated(edges, z=factor - 1.0, spread=spread)
+            else:
+                mean = sum(
+                    w * template.flux_integrated(edges, z=z) for w, z in zip(weights, z_obs_t, strict=True)
+                )
             sed = tungsten_sed(wl[k]) ** (3000.0 / _STAR_TEFF)  # a warmer, flatter continuum
             flux[k] = cfg.star_level * scale * blz[k] * sed * mean
         elif source == "thar":
@@ -318,17 +342,20 @@ def simulate(
 
     scat = np.zeros((ny, nx))
     if scattered and need_model and lit:
-        scat = scattered_light(
-            geo,
-            lit,
-            model,
-            cfg,
-            (y0, y1, x0, x1),
-            scale=scale,
-            line_list=line_list,
-            template_level=cfg.star_level,
-            seed=seed,
-        )
+        if defaults:
+            grid = _cache.default_scattered_grid(site, float(mjd), tuple(sorted(lit.items())), cfg, scale)
+            scat = interpolate_grid(grid, (y0, y1, x0, x1))
+        else:
+            scat = scattered_light(
+                geo,
+                lit,
+                model,
+                cfg,
+                (y0, y1, x0, x1),
+                scale=scale,
+                line_list=line_list,
+                template_level=cfg.star_level,
+            )
     bad_x, bad_y0, hot_y, hot_x, hot_rate = detector.defects(seed, cfg.n_bad_columns, cfg.n_hot_pixels)
     dark = np.full((ny, nx), cfg.dark_current * exptime)
     inside = (hot_y >= y0) & (hot_y < y1) & (hot_x >= x0) & (hot_x < x1)

@@ -74,14 +74,15 @@ def respond(electrons, *, gain, saturate, maxlin, nonlinearity):
         Recorded electrons (``ADU * gain`` without the bias).
     nonlinear, saturated : ndarray of bool
     """
-    sat_e, lin_e = saturate * gain, maxlin * gain
-    e = np.asarray(electrons, dtype=float)
-    excess = np.clip(e - lin_e, 0.0, None)
-    span = sat_e - lin_e
-    out = np.where(e > lin_e, lin_e + excess * (1.0 - nonlinearity * np.minimum(excess / span, 1.0)), e)
-    saturated = out >= sat_e
-    out = np.minimum(out, sat_e)
-    return out, (e > lin_e) & ~saturated, saturated
+    e = np.ascontiguousarray(electrons, dtype=np.float64)
+    e2 = e.reshape(1, -1) if e.ndim != 2 else e
+    out = np.empty(e2.shape)
+    nonlinear = np.empty(e2.shape, dtype=np.bool_)
+    saturated = np.empty(e2.shape, dtype=np.bool_)
+    _kernels.respond(
+        e2, float(maxlin * gain), float(saturate * gain), float(nonlinearity), out, nonlinear, saturated
+    )
+    return out.reshape(e.shape), nonlinear.reshape(e.shape), saturated.reshape(e.shape)
 
 
 def raw_layout(electrons, *, seed, gain, read_noise, bias_level):

@@ -119,6 +119,13 @@ class StellarSpectrum:
         sigma = np.hypot(sigma_int, sigma_r)
         return sigma, depth * sigma_int / sigma  # equivalent width conserved
 
+    def _broadened(self, spread):
+        """Line arrays convolved with a Gaussian of relative width ``spread`` (widths add in
+        quadrature, equivalent widths kept)."""
+        wl, amp, sigma, _ = self._arrays
+        wide = np.hypot(sigma, wl * spread)
+        return wl, np.ascontiguousarray(amp * sigma / wide), np.ascontiguousarray(wide), float(wide.max())
+
     def flux(self, wavelength, *, z=0.0):
         """Noiseless continuum-normalised flux at observed vacuum wavelengths.
 
@@ -137,7 +144,7 @@ class StellarSpectrum:
         rest = np.ascontiguousarray(lam.ravel() / (1.0 + float(z)))
         return _kernels.star_flux(rest, *self._arrays).reshape(lam.shape)
 
-    def flux_integrated(self, edges, *, z=0.0):
+    def flux_integrated(self, edges, *, z=0.0, spread=0.0):
         """Mean flux over pixels given their wavelength edges (exact integral of :meth:`flux`).
 
         Parameters
@@ -146,6 +153,13 @@ class StellarSpectrum:
             Increasing or decreasing pixel edges (vacuum, observed frame) along the last axis.
         z : float
             Doppler redshift (see :meth:`flux`).
+        spread : float
+            Relative rms of the Doppler factor ``1 + z`` over an exposure (dimensionless, >= 0).
+            The average of the spectrum over a Gaussian distribution of Doppler factors of mean
+            ``1 + z`` and this relative rms: each rest-frame line of sigma ``s`` at ``lambda_k``
+            becomes one of sigma ``hypot(s, lambda_k * spread)`` with its equivalent width kept
+            (exact but for the lines' own width scaling with the factor, an error of order
+            depth * spread). 0 (default) is a single Doppler factor.
 
         Returns
         -------
@@ -156,9 +170,14 @@ class StellarSpectrum:
         if e.ndim < 1 or e.shape[-1] < 2:
             msg = f"flux_integrated: edges must have at least 2 values along the last axis, got {e.shape}"
             raise InvalidParameterError(msg)
+        spread = float(spread)
+        if not spread >= 0.0:
+            msg = f"flux_integrated: spread must be >= 0, got {spread}"
+            raise InvalidParameterError(msg)
+        arrays = self._arrays if spread == 0.0 else self._broadened(spread)
         a = e[..., :-1] / (1.0 + float(z))
         b = e[..., 1:] / (1.0 + float(z))
         lo = np.ascontiguousarray(np.minimum(a, b).ravel())
         hi = np.ascontiguousarray(np.maximum(a, b).ravel())
         # the mean over [a, b]/(1+z) of f_rest equals the mean over [a, b] of the shifted spectrum
-        return _kernels.star_mean(lo, hi, *self._arrays).reshape(a.shape)
+        return _kernels.star_mean(lo, hi, *arrays).reshape(a.shape)
