@@ -1,4 +1,5 @@
-"""``nres simulate``: write a simulated frame (FITS) and its truth (npz + ECSV)."""
+"""``nres simulate``: write a simulated frame (FITS) and its truth (npz + ECSV); with ``--night``, a
+whole night of raw NRES files in the archive layout and its truth table (``nres.sim.simulate_night``)."""
 
 from __future__ import annotations
 
@@ -38,12 +39,44 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mjd", type=float, default=58400.5)
     parser.add_argument("--raw", action="store_true", help="raw-like ADU frame with overscan")
     parser.add_argument("--out", default=".", help="output directory")
+    night = parser.add_argument_group("a whole night of raw files (--night)")
+    night.add_argument("--night", action="store_true", help="simulate a night in the archive layout")
+    night.add_argument("--day-obs", help="DAY-OBS of the night, YYYY-MM-DD (with --night)")
+    night.add_argument("--n-bias", type=int, default=5)
+    night.add_argument("--n-dark", type=int, default=3)
+    night.add_argument("--n-flat", type=int, default=2, help="lamp flats per fiber pair")
+    night.add_argument("--n-arc", type=int, default=2, help="ThAr arcs per fiber pair")
+    night.add_argument("--n-exposures", type=int, default=3, help="exposures per default target star")
+    night.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_night(args, window) -> int:
+    import dataclasses
+
+    from ..errors import InvalidParameterError
+    from ..sim import simulate_night
+    from ..sim.night import DEFAULT_TARGETS
+
+    if not args.day_obs:
+        msg = "nres simulate --night: --day-obs YYYY-MM-DD is required"
+        raise InvalidParameterError(msg)
+    targets = [dataclasses.replace(t, n_exposures=args.n_exposures) for t in DEFAULT_TARGETS]
+    path = simulate_night(
+        args.site, args.day_obs, args.out, n_bias=args.n_bias, n_dark=args.n_dark, n_flat=args.n_flat,
+        n_arc=args.n_arc, targets=targets, window=window, seed=args.seed, progress=not args.no_progress,
+    )  # fmt: skip
+    print(path)
+    return 0
 
 
 def run(args) -> int:
     from ..sim import simulate
 
     window = tuple(args.window) if args.window else None
+    if args.night:
+        if args.orders:
+            window = {"orders": tuple(args.orders), "columns": tuple(args.columns)}
+        return _run_night(args, window)
     if args.orders:
         window = {"orders": tuple(args.orders), "columns": tuple(args.columns)}
     frame, truth = simulate(

@@ -394,7 +394,7 @@ def write_raw(
             words[star_fiber] = str(object_name).replace(" ", "")
         star = words[star_fiber]
         cards["OBJECTS"] = "&".join(words)
-        tcards = _target_cards(target, star, date_obs)
+        tcards = _target_cards(target, star if object_name is None else str(object_name), date_obs)
         telescopes[1 if star_fiber == 0 else 2] = tcards
         cards.update(tcards)
         cards["RA"] = float(target.ra.hour)  # main header: pointing RA in hours, Dec in degrees
