@@ -61,3 +61,37 @@ def mask_ccf(edges, estart, d, b, pstart, lline, hline, wline, lrange, zs, fixed
             num[o, j] = np.sum(w_all[ok] * (frac @ dd))
             den[o, j] = np.sum(w_all[ok] * (frac @ bb))
     return num, den
+
+
+def template_model(x, half, start, seg, splines, s, pixel_mean):
+    """Twin of the jitted piecewise-cubic model, from scipy's B-splines (value, derivative and
+    antiderivative), not from the packed polynomial pieces."""
+    tv = np.full(x.size, np.nan)
+    td = np.full(x.size, np.nan)
+    for o in range(start.size - 1):
+        if seg[o] < 0:
+            continue
+        spl = splines[seg[o]]
+        lo, hi = spl.t[0], spl.t[-1]
+        sl = slice(start[o], start[o + 1])
+        u = x[sl] - s[o]
+        if pixel_mean:
+            a, b = u - half[sl], u + half[sl]
+            inside = (a >= lo) & (b <= hi)
+            anti = spl.antiderivative()
+            val = (anti(b) - anti(a)) / (b - a)
+            der = (spl(b) - spl(a)) / (b - a)
+        else:
+            inside = (u >= lo) & (u <= hi)
+            val, der = spl(u), spl(u, nu=1)
+        tv[sl] = np.where(inside, val, np.nan)
+        td[sl] = np.where(inside, der, np.nan)
+    return tv, td
+
+
+def normal_equations_batch(t, tv, td, b, d, w, start, coef):
+    out = [
+        fit_normal_equations(*(arr[start[o] : start[o + 1]] for arr in (t, tv, td, b, d, w)), coef[o])
+        for o in range(start.size - 1)
+    ]
+    return tuple(np.array([o[k] for o in out]) for k in range(3))

@@ -1,10 +1,12 @@
 """Each nres.rv kernel against its numpy twin (tests/rv/_naive.py) on seeded random inputs."""
 
-from . import _naive
+import astropy.units as u
 import numpy as np
 import pytest
 
-from nres.rv import _kernels
+from nres.rv import Template, _kernels
+
+from . import _naive
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -38,6 +40,83 @@ def test_fit_normal_equations_matches_numpy(degree):
     got = _kernels.fit_normal_equations(t, *args, w, coef)
     want = _naive.fit_normal_equations(t, *args, w, coef)
     for g, v in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, v, rtol=1e-11, atol=1e-11)
+
+
+def _model_inputs(rng):
+    """A two-segment template and three orders: increasing, decreasing (ln lambda) and no segment;
+    a few pixels of each order fall off its segment's ends."""
+    lam = np.array([np.linspace(500.0, 501.0, 400), np.linspace(501.0, 502.0, 400)])
+    flux = 1.0 + 0.3 * np.sin(40.0 * lam) + 0.01 * rng.normal(size=lam.shape)
+    tmpl = Template(lam * u.nm, flux)
+    x = np.concatenate(
+        [
+            np.log(np.linspace(499.99, 500.9, 60)),
+            np.log(np.linspace(502.01, 501.1, 50)),  # decreasing, first pixels beyond the end
+            np.log(np.linspace(500.2, 500.4, 10)),
+        ]
+    )
+    start = np.array([0, 60, 110, 120], dtype=np.int64)
+    seg = np.array([0, 1, -1], dtype=np.int64)
+    half = 0.5 * np.abs(np.gradient(x))
+    s = np.array([1e-5, -2e-5, 0.0])
+    return tmpl, x, half, start, seg, s
+
+
+@pytest.mark.parametrize("pixel_mean", [False, True])
+def test_template_model_matches_scipy_splines(pixel_mean):
+    tmpl, x, half, start, seg, s = _model_inputs(np.random.default_rng(3))
+    tv, td = _kernels.template_model(x, half, start, seg, *tmpl._pieces, s, pixel_mean)
+    tv2, td2 = _naive.template_model(x, half, start, seg, tmpl._splines, s, pixel_mean)
+    np.testing.assert_array_equal(np.isnan(tv), np.isnan(tv2))
+    np.testing.assert_array_equal(np.isnan(td), np.isnan(td2))
+    assert np.isnan(tv[110:]).all() and np.isfinite(tv[:60]).sum() > 50 and np.isfinite(tv[60:110]).sum() > 40
+    ok = np.isfinite(tv2)
+    # u = ln(lambda) ~ 6.2 is rounded to 1.4e-15; the twin differences scipy's antiderivative (|A| ~ 1e-2)
+    # and values (|T'| <= 2e4) over a pixel of 2 half ~ 4e-6, which amplifies that rounding to
+    # ~1e-11 in T and ~1e-5 in T' (both ~1e-9 of their scale); the kernel itself differences exact sums
+    np.testing.assert_allclose(tv[ok], tv2[ok], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(td[ok], td2[ok], rtol=0, atol=1e-9 * np.abs(td2[ok]).max())
+
+
+def test_template_model_pixel_mean_of_a_cubic_is_exact():
+    """A cubic in u is reproduced by the spline; its pixel mean and the mean's derivative are analytic."""
+    u0 = np.log(500.5)
+    c = np.array([1.0, 30.0, -2e4, 5e6])  # 1 + 30 du - 2e4 du^2 + 5e6 du^3, |du| <= 1e-3
+
+    def poly(du):
+        return c[0] + c[1] * du + c[2] * du**2 + c[3] * du**3
+
+    def anti(du):
+        return c[0] * du + c[1] * du**2 / 2 + c[2] * du**3 / 3 + c[3] * du**4 / 4
+
+    lam = np.linspace(500.0, 501.0, 200)
+    tmpl = Template(lam * u.nm, poly(np.log(lam) - u0))
+    x = np.log(np.linspace(500.1, 500.9, 300))
+    half = np.full(x.size, 1.3e-6)
+    start = np.array([0, x.size], dtype=np.int64)
+    s = np.array([2e-5])
+    tv, td = _kernels.template_model(x, half, start, np.zeros(1, dtype=np.int64), *tmpl._pieces, s, True)
+    a, b = x - s[0] - half - u0, x - s[0] + half - u0
+    # the analytic mean differences a quartic (|anti| ~ 1e-3) over 2.6e-6: rounding ~1e-13 relative; the
+    # interpolating spline reproduces the cubic to ~1e-12 (its fit is a linear solve)
+    np.testing.assert_allclose(tv, (anti(b) - anti(a)) / (b - a), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(td, (poly(b) - poly(a)) / (b - a), rtol=0, atol=1e-6)
+
+
+def test_normal_equations_batch_matches_numpy():
+    rng = np.random.default_rng(9)
+    start = np.array([0, 100, 180, 300], dtype=np.int64)
+    n = 300
+    t = np.concatenate([np.linspace(-1, 1, k) for k in np.diff(start)])
+    args = [rng.uniform(0.5, 1.5, n) for _ in range(4)]
+    w = rng.uniform(0, 2, n)
+    w[::5] = 0.0
+    coef = rng.normal(size=(3, 4))
+    got = _kernels.normal_equations_batch(t, *args, w, start, coef)
+    want = _naive.normal_equations_batch(t, *args, w, start, coef)
+    for g, v in zip(got, want, strict=True):
+        # sums of ~100 products of O(1) terms: summation order only
         np.testing.assert_allclose(g, v, rtol=1e-11, atol=1e-11)
 
 

@@ -12,7 +12,14 @@ from numba import prange
 
 from .._jit import njit, njit_parallel
 
-__all__ = ["template_ccf", "fit_normal_equations", "mask_ccf", "mask_ccf_variance"]
+__all__ = [
+    "template_ccf",
+    "template_model",
+    "fit_normal_equations",
+    "normal_equations_batch",
+    "mask_ccf",
+    "mask_ccf_variance",
+]
 
 
 @njit
@@ -121,6 +128,123 @@ def fit_normal_equations(t, tv, td, b, d, w, coef):
     for k in range(npar):
         for m in range(k):
             a[k, m] = a[m, k]
+    return a, r, chi2
+
+
+@njit
+def _interval(bp, lo, hi, u, k):
+    """Interval k in [lo, hi - 1) of increasing breakpoints with bp[k] <= u < bp[k+1], clamped;
+    walked from the guess k (pixels come in order, so the walk is a step or two)."""
+    k = min(max(k, lo), hi - 2)
+    while k > lo and bp[k] > u:
+        k -= 1
+    while k < hi - 2 and bp[k + 1] <= u:
+        k += 1
+    return k
+
+
+@njit
+def _pp_value(coef, k, dx):
+    return ((coef[k, 0] * dx + coef[k, 1]) * dx + coef[k, 2]) * dx + coef[k, 3]
+
+
+@njit
+def _pp_integral(coef, cum, k, dx):
+    """Integral of the piecewise cubic from the first breakpoint to bp[k] + dx."""
+    return (
+        cum[k]
+        + (((0.25 * coef[k, 0] * dx + coef[k, 1] / 3.0) * dx + 0.5 * coef[k, 2]) * dx + coef[k, 3]) * dx
+    )
+
+
+@njit_parallel
+def template_model(x, half, start, seg, bp, bstart, coef, cum, s, pixel_mean):
+    """Template value and d/d(ln lambda) at every pixel of every order, shifted by s per order.
+
+    The template segment ``seg[o]`` is a piecewise cubic in ``u = ln lambda``: on interval k,
+    ``T(u) = sum_m coef[k, m] (u - bp[k])^(3 - m)``; ``cum[k]`` is its integral from the segment's
+    first breakpoint to ``bp[k]``. With ``pixel_mean`` the value is the exact mean of T over
+    ``[u - half, u + half]`` (from the antiderivative) and the derivative ``(T(u + half) - T(u - half))
+    / (2 half)``, the derivative of that mean; otherwise T and T' at ``u = x - s``. NaN where the
+    pixel (or its extent) leaves the segment.
+
+    Parameters
+    ----------
+    x, half : float64 (n_total,)
+        ln(wavelength) and pixel half-width in ln(wavelength) of every pixel, packed (``start``).
+    start : int64 (n_order + 1,)
+    seg : int64 (n_order,)
+        Segment of each order (-1: none, all NaN).
+    bp : float64 (n_bp_total,)
+        Increasing breakpoints of every segment, packed (``bstart``, int64 (n_segment + 1,)).
+    coef : float64 (n_bp_total, 4)
+        Cubic coefficients of the interval starting at each breakpoint (the last row of a segment unused).
+    cum : float64 (n_bp_total,)
+    s : float64 (n_order,)
+        Shift ln(1 + z) of each order.
+    pixel_mean : bool
+
+    Returns
+    -------
+    tv, td : float64 (n_total,)
+    """
+    n_total = x.size
+    tv = np.empty(n_total)
+    td = np.empty(n_total)
+    for o in prange(start.size - 1):
+        g = seg[o]
+        for i in range(start[o], start[o + 1]):
+            tv[i] = np.nan
+            td[i] = np.nan
+        if g < 0:
+            continue
+        lo = bstart[g]
+        hi = bstart[g + 1]
+        u_lo = bp[lo]
+        u_hi = bp[hi - 1]
+        ka = lo
+        kb = lo
+        for i in range(start[o], start[o + 1]):
+            u = x[i] - s[o]
+            if pixel_mean:
+                a = u - half[i]
+                b = u + half[i]
+                if a < u_lo or b > u_hi or not b > a:
+                    continue
+                ka = _interval(bp, lo, hi, a, ka)
+                kb = _interval(bp, lo, hi, b, max(ka, kb))
+                fa = _pp_integral(coef, cum, ka, a - bp[ka])
+                fb = _pp_integral(coef, cum, kb, b - bp[kb])
+                tv[i] = (fb - fa) / (b - a)
+                td[i] = (_pp_value(coef, kb, b - bp[kb]) - _pp_value(coef, ka, a - bp[ka])) / (b - a)
+            else:
+                if u < u_lo or u > u_hi:
+                    continue
+                ka = _interval(bp, lo, hi, u, ka)
+                dx = u - bp[ka]
+                tv[i] = _pp_value(coef, ka, dx)
+                td[i] = (3.0 * coef[ka, 0] * dx + 2.0 * coef[ka, 1]) * dx + coef[ka, 2]
+    return tv, td
+
+
+@njit_parallel
+def normal_equations_batch(t, tv, td, b, d, w, start, coef):
+    """:func:`fit_normal_equations` for every order of packed arrays (``start``); ``coef`` (n_order,
+    degree + 1). Returns a (n_order, degree + 2, degree + 2), r (n_order, degree + 2), chi2 (n_order,)."""
+    n_order = start.size - 1
+    npar = coef.shape[1] + 1
+    a = np.zeros((n_order, npar, npar))
+    r = np.zeros((n_order, npar))
+    chi2 = np.zeros(n_order)
+    for o in prange(n_order):
+        i0 = start[o]
+        i1 = start[o + 1]
+        ao, ro, co = fit_normal_equations(
+            t[i0:i1], tv[i0:i1], td[i0:i1], b[i0:i1], d[i0:i1], w[i0:i1], coef[o].copy()
+        )
+        a[o] = ao
+        r[o] = ro
+        chi2[o] = co
     return a, r, chi2
 
 
@@ -340,6 +464,24 @@ def _warmup():
     )
     fit_normal_equations(
         np.linspace(-1, 1, 8), np.ones(8), np.ones(8), np.ones(8), np.ones(8), np.ones(8), np.ones(2)
+    )
+    bp = np.array([6.0, 6.1, 6.2])
+    coef = np.ones((3, 4))
+    bst = np.array([0, 3], dtype=np.int64)
+    xs = np.full(8, 6.1)
+    for pm in (True, False):
+        template_model(
+            xs, np.full(8, 1e-3), start, np.zeros(1, dtype=np.int64), bp, bst, coef, bp, np.zeros(1), pm
+        )
+    normal_equations_batch(
+        np.linspace(-1, 1, 8),
+        np.ones(8),
+        np.ones(8),
+        np.ones(8),
+        np.ones(8),
+        np.ones(8),
+        start,
+        np.ones((1, 2)),
     )
     edges = np.linspace(500.0, 501.0, 9)
     estart = np.array([0, 9], dtype=np.int64)

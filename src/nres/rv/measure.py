@@ -284,60 +284,77 @@ def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_
     return float(s0), fine, ccf_fine / norm
 
 
-def _template_at(template, seg, xs, half):
-    """Template and d/d(ln lambda) at xs; with ``half`` (pixel half-widths in ln lambda) the mean over
-    each pixel by Simpson's rule, as a detector records it (a point sample biases the RV by ~0.1 m/s
-    where the pixel width in ln lambda changes along the order)."""
-    tv, td = template.evaluate_ln(seg, xs, derivative=True)
-    if half is None:
-        return tv, td
-    lo_v, lo_d = template.evaluate_ln(seg, xs - half, derivative=True)
-    hi_v, hi_d = template.evaluate_ln(seg, xs + half, derivative=True)
-    return (lo_v + 4.0 * tv + hi_v) / 6.0, (lo_d + 4.0 * td + hi_d) / 6.0
-
-
-def _fit_order(
-    template, seg, x, data, var, good, blaze, s0, degree, margin, pixel_mean, max_iter=30, tol=1e-13
-):
-    """Gauss-Newton fit of (continuum polynomial, s) for one order; returns (s, sigma_s, chi2, n, ok)."""
-    a_lo, a_hi = template.ln_range(seg)
-    use = good & (x - s0 - margin > a_lo) & (x - s0 + margin < a_hi)
-    if use.sum() <= 2 * (degree + 2):
-        return np.nan, np.nan, np.nan, 0, False
-    n = x.size
-    t = np.ascontiguousarray(np.linspace(-1.0, 1.0, n))
-    b = np.ascontiguousarray(np.ones(n) if blaze is None else blaze)
-    d = np.ascontiguousarray(np.where(use, data, 0.0))
-    w = np.ascontiguousarray(np.where(use, 1.0 / np.where(use, var, 1.0), 0.0))
-    xs = np.where(use, x, x[use][0])  # keep evaluations inside the spline for unused pixels
-    half = 0.5 * np.abs(np.gradient(x)) if pixel_mean else None
-    s = s0
-    coef = np.zeros(degree + 1)
-    tv, td = _template_at(template, seg, xs - s, half)
-    a, r, _ = _kernels.fit_normal_equations(t, tv, td, b, d, w, coef)
+def _solve(a, r):
+    """Batched ``solve(a[k], r[k])``; NaN rows for singular systems."""
     try:
-        coef = np.linalg.solve(a[:-1, :-1], r[:-1])
+        return np.linalg.solve(a, r[..., None])[..., 0]
     except np.linalg.LinAlgError:
-        return np.nan, np.nan, np.nan, 0, False
-    converged = False
+        out = np.full(r.shape, np.nan)
+        for k in range(r.shape[0]):
+            try:
+                out[k] = np.linalg.solve(a[k], r[k])
+            except np.linalg.LinAlgError:
+                pass
+        return out
+
+
+def _fit_orders(template, segs, x, data, var, good, blaze, s0, degree, margin, pixel_mean, max_iter=30):
+    """Gauss-Newton fits of (continuum polynomial, s) of every order at once (jitted model and normal
+    equations over all orders per iteration); returns (s, sigma_s, ok) per order."""
+    tol = 1e-13
+    n_o, n = x.shape
+    segs = np.asarray(segs, dtype=np.int64)
+    ranges = np.array([template.ln_range(k) if k >= 0 else (np.nan, np.nan) for k in segs]).reshape(-1, 2)
+    with np.errstate(invalid="ignore"):
+        use = good & (x - s0 - margin > ranges[:, :1]) & (x - s0 + margin < ranges[:, 1:])
+    active = (segs >= 0) & (use.sum(axis=1) > 2 * (degree + 2))
+    use &= active[:, None]
+    start = np.arange(n_o + 1, dtype=np.int64) * n
+    flat = lambda arr: np.ascontiguousarray(arr, dtype=np.float64).ravel()  # noqa: E731
+    xf = flat(x)
+    tf = flat(np.broadcast_to(np.linspace(-1.0, 1.0, n), x.shape))
+    bf = flat(np.ones_like(x) if blaze is None else blaze)
+    df = flat(np.where(use, data, 0.0))
+    wf = flat(np.where(use, 1.0 / np.where(use, var, 1.0), 0.0))
+    # pixel half-widths in ln(lambda) (unused with pixel_mean off: the kernel then takes point values)
+    hf = flat(0.5 * np.abs(np.gradient(x, axis=1)))
+    pieces = template._pieces
+    s = np.full(n_o, float(s0))
+    coef = np.zeros((n_o, degree + 1))
+
+    def normal(s, coef):
+        tv, td = _kernels.template_model(xf, hf, start, segs, *pieces, s, pixel_mean)
+        return _kernels.normal_equations_batch(tf, tv, td, bf, df, wf, start, coef)
+
+    # the continuum alone at s0 (linear), then Gauss-Newton on (continuum, s)
+    a, r, _ = normal(s, coef)
+    coef[active] = _solve(a[active][:, :-1, :-1], r[active][:, :-1])
+    active &= np.all(np.isfinite(coef), axis=1)
+    ok = active.copy()
+    a_last = np.zeros((n_o, degree + 2, degree + 2))
     for _ in range(max_iter):
-        tv, td = _template_at(template, seg, xs - s, half)
-        a, r, chi2 = _kernels.fit_normal_equations(t, tv, td, b, d, w, coef)
-        try:
-            step = np.linalg.solve(a, r)
-        except np.linalg.LinAlgError:
-            return np.nan, np.nan, np.nan, 0, False
-        coef = coef + step[:-1]
-        s = s + step[-1]
-        if abs(s - s0) > margin:
-            return np.nan, np.nan, np.nan, 0, False
-        if abs(step[-1]) < tol:
-            converged = True
+        if not active.any():
             break
-    tv, td = _template_at(template, seg, xs - s, half)
-    a, _, chi2 = _kernels.fit_normal_equations(t, tv, td, b, d, w, coef)
-    cov = np.linalg.inv(a)
-    return s, float(np.sqrt(cov[-1, -1])), chi2, int(use.sum()), converged
+        a, r, _ = normal(s, coef)
+        idx = np.flatnonzero(active)
+        # the covariance of a converged order is that of its last step (moved s by < tol)
+        a_last[idx] = a[idx]
+        step = _solve(a[idx], r[idx])
+        coef[idx] += step[:, :-1]
+        s[idx] += step[:, -1]
+        failed = ~np.isfinite(s[idx]) | (np.abs(s[idx] - s0) > margin) | ~np.all(np.isfinite(step), axis=1)
+        ok[idx[failed]] = False
+        active[idx[failed]] = False
+        active[idx[np.abs(step[:, -1]) < tol]] = False
+    ok &= ~active  # still iterating after max_iter: not converged
+    sig = np.full(n_o, np.nan)
+    for k in np.flatnonzero(ok):
+        try:
+            sig[k] = np.sqrt(np.linalg.inv(a_last[k])[-1, -1])
+        except np.linalg.LinAlgError:
+            pass
+    ok &= np.isfinite(sig) & (sig > 0)
+    return np.where(ok, s, np.nan), np.where(ok, sig, np.nan), ok
 
 
 def _measure_template(template, lam, data, var, good, blaze, *, degree, v_range, clip, pixel_mean):
@@ -345,31 +362,9 @@ def _measure_template(template, lam, data, var, good, blaze, *, degree, v_range,
     segs = [template.segment_for(float(np.nanmin(xx)), float(np.nanmax(xx))) for xx in x]
     s0, fine, ccf_fine = _template_start(template, segs, x, data, var, good, degree, v_range)
     margin = np.log1p(30e3 / C_M_S)
-    n_o = lam.shape[0]
-    s = np.full(n_o, np.nan)
-    sig = np.full(n_o, np.nan)
-    flags = np.zeros(n_o, dtype=np.uint16)
-    for k in range(n_o):
-        if segs[k] < 0:
-            flags[k] |= np.uint16(Flag.NO_WEIGHT)
-            continue
-        sk, ek, _, _, ok = _fit_order(
-            template,
-            segs[k],
-            x[k],
-            data[k],
-            var[k],
-            good[k],
-            None if blaze is None else blaze[k],
-            s0,
-            degree,
-            margin,
-            pixel_mean,
-        )
-        if not ok:
-            flags[k] |= np.uint16(Flag.NO_WEIGHT)
-            continue
-        s[k], sig[k] = sk, ek
+    s, sig, ok = _fit_orders(template, segs, x, data, var, good, blaze, s0, degree, margin, pixel_mean)
+    flags = np.zeros(lam.shape[0], dtype=np.uint16)
+    flags[~ok] |= np.uint16(Flag.NO_WEIGHT)
     mean, err, chi2, used = _combine(s, sig, clip)
     flags[np.isfinite(s) & ~used] |= np.uint16(Flag.OUTLIER)
     v_grid = C_M_S * np.expm1(fine)
@@ -519,8 +514,9 @@ def measure(
         Velocity width of mask holes for masks without widths.
     airvac_formula : {"edlen1966", "ciddor1996"}
     pixel_mean : bool
-        Template method: compare each pixel with the template's mean over the pixel (Simpson's
-        rule; extracted pixels record a mean) rather than its value at the pixel centre.
+        Template method: compare each pixel with the template's exact mean over the pixel (from the
+        spline's antiderivative; extracted pixels record a mean) rather than its value at the pixel
+        centre.
 
     Returns
     -------

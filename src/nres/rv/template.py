@@ -14,7 +14,7 @@ from functools import cached_property
 
 import astropy.units as u
 import numpy as np
-from scipy.interpolate import make_interp_spline
+from scipy.interpolate import PPoly, make_interp_spline
 
 from ..errors import InvalidParameterError
 from .masks import FRAMES, MEDIA, _choice
@@ -167,6 +167,33 @@ class Template:
                 raise InvalidParameterError(msg)
             out.append(make_interp_spline(uu, ff, k=3))
         return out
+
+    @cached_property
+    def _pieces(self):
+        """All segments as packed piecewise cubics for the jitted model (``_kernels.template_model``):
+        breakpoints (n_bp,), their offsets per segment (n_segment + 1,), coefficients (n_bp, 4) of
+        ``(u - bp[k])^3, ^2, ^1, ^0`` on the interval from each breakpoint (last row of a segment 0),
+        and the integral from the segment's start to each breakpoint (n_bp,)."""
+        bps, coefs, cums = [], [], []
+        for spl in self._splines:
+            pp = PPoly.from_spline(spl)
+            keep = np.diff(pp.x) > 0  # the repeated end knots give empty intervals
+            bp = np.append(pp.x[:-1][keep], pp.x[-1])
+            c = np.zeros((bp.size, 4))
+            c[:-1] = pp.c[:, keep].T
+            h = np.diff(bp)
+            steps = (((0.25 * c[:-1, 0] * h + c[:-1, 1] / 3.0) * h + 0.5 * c[:-1, 2]) * h + c[:-1, 3]) * h
+            bps.append(bp)
+            coefs.append(c)
+            cums.append(np.concatenate([[0.0], np.cumsum(steps)]))
+        bstart = np.zeros(len(bps) + 1, dtype=np.int64)
+        bstart[1:] = np.cumsum([b.size for b in bps])
+        return (
+            np.ascontiguousarray(np.concatenate(bps)),
+            bstart,
+            np.ascontiguousarray(np.concatenate(coefs)),
+            np.ascontiguousarray(np.concatenate(cums)),
+        )
 
     def ln_range(self, segment: int) -> tuple[float, float]:
         """Range of ln(lambda / nm) covered by a segment."""
