@@ -20,6 +20,7 @@ from .. import legacy as _legacy
 from ..errors import InvalidParameterError
 from ..flags import Flag
 from . import _kernels
+from .idl_catalog import thar_catalog
 
 __all__ = ["LineFlag", "find_lines", "USABLE"]
 
@@ -69,19 +70,6 @@ def _candidates(data, variance, bad, threshold, half_window):
     return rows, cols, background, snr
 
 
-def _idl3pt(data):
-    """The original's centroids: twice boxcar-3 smoothing, parabola vertex through 3 points.
-
-    Returns the smoothed rows (ends unchanged, as IDL SMOOTH).
-    """
-    tt = np.array(data, dtype=np.float64)
-    for _ in range(2):
-        sm = tt.copy()
-        sm[..., 1:-1] = (tt[..., :-2] + tt[..., 1:-1] + tt[..., 2:]) / 3.0
-        tt = sm
-    return tt
-
-
 def find_lines(
     spec,
     *,
@@ -90,6 +78,7 @@ def find_lines(
     blend_separation=None,
     sigma_guess=1.3,
     max_iter=50,
+    idl_threshold=4.5,
     fibers=None,
     centroid=None,
     legacy=False,
@@ -111,12 +100,15 @@ def find_lines(
         Starting Gaussian sigma of a line, px.
     max_iter : int
         Levenberg-Marquardt iterations per line.
+    idl_threshold : float
+        With ``centroid="idl3pt"``: the original's acceptance sig / noise (4.5).
     fibers : sequence of int or None
         Fibers to search (default all of ``spec.fibers``).
     centroid : {"gaussian", "idl3pt"}, optional
-        "gaussian" (default): the fit above. "idl3pt" (legacy): the original's 3-point parabola on
-        the twice boxcar-3 smoothed data, no error estimate from the fit (``x_err`` is the
-        original's width / (2 sqrt(amp)) rule).
+        "gaussian" (default): the fit above. "idl3pt" (legacy): the original's ``thar_catalog`` -
+        its detection (sig/noise > ``idl_threshold`` with its noise model) and its 3-point
+        parabola on the twice boxcar-3 smoothed data; ``x_err`` is its width / sqrt(max(amp, 10))
+        rule, ``sigma`` half its width, ``flux`` its amp.
     legacy : bool
         Shorthand for every legacy option (``centroid="idl3pt"``).
 
@@ -155,6 +147,9 @@ def find_lines(
     bad2 = np.asarray(spec.mask)[fidx].reshape(nf * no, nx) | ~np.isfinite(data2) | ~(var2 > 0)
     other_bad = bad2 & ~sat2
     rows, cols, background, snr = _candidates(data2, var2, other_bad, float(threshold), half_window)
+    if opts["centroid"] == "idl3pt":
+        catalog = thar_catalog(data2, threshold=float(idl_threshold))
+        rows, cols = catalog["row"], catalog["peak"]
 
     lo = np.maximum(cols - half_window, 0)
     hi = np.minimum(cols + half_window + 1, nx)
@@ -216,23 +211,15 @@ def find_lines(
                 wide = sel & (np.abs(sigma - med) > max(5 * mad, 0.15 * med))
                 lflags[wide] |= np.uint16(LineFlag.WIDTH)
     else:
-        tt = _idl3pt(data2)
-        c = cols
-        ym, y0, yp = tt[rows, c - 1], tt[rows, c], tt[rows, np.minimum(c + 1, nx - 1)]
-        den = ym + yp - 2.0 * y0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ds = -0.5 * (yp - ym) / den
-            sig = y0 - background[rows, c]
-            wid = 2.0 * np.sqrt(sig / (2 * y0 - ym - yp))
-        xpos = c + ds
-        flux = sig * wid
+        xpos, wid, flux = catalog["xpos"], catalog["wid"], catalog["amp"]
         flux_err = np.full(n, np.nan)
-        sigma = wid / 2.0
+        sigma = wid / 2.0  # the original's width is about 2 sigma
         sigma_err = np.full(n, np.nan)
-        x_err = wid / (2.0 * np.sqrt(np.maximum(flux, 10.0)))
-        bkg = background[rows, c]
+        # the original's expected position error (thar_setup xperr) in pixels
+        x_err = wid / np.sqrt(np.maximum(flux, 10.0))
+        bkg = catalog["smoothed"][rows, cols] - catalog["sig"]
         chi2_dof = np.full(n, np.nan)
-        lflags[~np.isfinite(xpos) | (np.abs(ds) > 1)] |= np.uint16(LineFlag.FIT_FAILED)
+        lflags[~np.isfinite(xpos)] |= np.uint16(LineFlag.FIT_FAILED)
 
     pixel = np.asarray(spec.pixel, dtype=np.float64)
     # pixel index -> full-detector x (columns are contiguous in an extracted spectrum)
