@@ -22,6 +22,7 @@ from astropy.table import QTable
 
 from ..doppler import C_M_S
 from ..errors import FitError, InvalidParameterError
+from ..provenance import record_provenance
 from . import _kernels
 from .lines import find_lines
 from .match import find_offset, match_lines
@@ -421,4 +422,14 @@ def apply_solution(spec, solution):
     for i, f in enumerate(spec.fibers):
         for j, m in enumerate(orders):
             wl[i, j] = solution.wavelength(x, np.full(x.size, m), int(f)).to_value(u.nm)
-    return spec.with_wavelength(wl * u.nm, medium="vacuum", frame="topocentric")
+    out = spec.with_wavelength(wl * u.nm, medium="vacuum", frame="topocentric")
+    record_provenance(
+        out.meta,
+        "nres.wavecal.apply_solution",
+        correction=solution.correction,
+        x_degree=solution.x_degree,
+        order_degree=solution.order_degree,
+        n_used=solution.qc.get("n_used"),
+        rms_m_s=solution.qc.get("rms_m_s"),
+    )
+    return out
