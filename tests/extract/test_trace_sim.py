@@ -68,3 +68,18 @@ def test_full_frame_simulated_flat_and_refine():
     x = np.arange(0.0, 4096.0, 64.0)
     both = traces.valid(x) & again.valid(x)
     assert np.abs(again.center(x) - traces.center(x))[both].max() < 0.02
+
+
+def test_order_with_middle_off_the_chip_is_one_trace():
+    """Moved 70 px down, the lowest orders leave the chip in the middle and come back at both ends:
+    the two ends are found separately, identified as the same order and fitted as one trace."""
+    cfg = SimConfig(trace_shift=-70.0, trace_rotation=2e-3, trace_scale=1.003)
+    window = (0, 1000, 0, 4096)
+    flat, truth = simulate("LAMPFLAT", site="elp", seed=3, fibers=(1, 2), config=cfg, window=window)
+    traces = find_traces(flat)
+    assert traces.meta["IDMERGED"] >= 1
+    assert _check(traces, truth, (1, 2), window) >= 8
+    # a joined order: valid at both ends, off the chip (centre < 0) in the middle
+    k = traces.index(1, 52)
+    left, mid, right = traces.center([200.0, 2048.0, 3900.0])[k]
+    assert left > 10 and right > 10 and mid < 0

@@ -9,7 +9,10 @@ margin, otherwise :class:`~nres.errors.FitError` is raised instead of guessing.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+from numpy.polynomial import legendre
 
 from ..errors import FitError, InvalidParameterError
 from ..traces import Traces
@@ -113,6 +116,40 @@ def _match_column(found, ref, *, max_shift, max_scale, tolerance, min_ratio, x):
     return k_best, d_best, s_best
 
 
+def _merge_pieces(traces, ids, max_overlap=16.0):
+    """Join traces that took the same id and do not overlap in x: the two ends of an order whose
+    middle is off the frame. One Legendre fit to both pieces' centres; x_valid becomes the hull
+    (the centre itself tells where the order is off the frame). Overlapping duplicates raise."""
+    keep = np.ones(len(traces), dtype=bool)
+    coef = traces.coefficients.copy()
+    x_valid = traces.x_valid.copy()
+    n_merged = 0
+    for k in np.unique(ids[ids >= 0]):
+        rows = np.flatnonzero(ids == k)
+        if rows.size == 1:
+            continue
+        rows = rows[np.argsort(x_valid[rows, 0])]
+        if np.any(x_valid[rows[1:], 0] < x_valid[rows[:-1], 1] - max_overlap):
+            msg = (
+                f"identify_traces: {rows.size} found traces overlapping in x match the same reference "
+                f"trace (rows {rows.tolist()})"
+            )
+            raise FitError(msg)
+        xs, ys = [], []
+        for r in rows:
+            x = np.linspace(x_valid[r, 0], x_valid[r, 1], 64)
+            xs.append(x)
+            ys.append(traces[[r]].center(x)[0])
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        coef[rows[0]] = legendre.legfit(traces.normalised_x(x), y, traces.degree)
+        x_valid[rows[0]] = (x_valid[rows, 0].min(), x_valid[rows, 1].max())
+        keep[rows[1:]] = False
+        n_merged += rows.size - 1
+    merged = replace(traces, coefficients=coef, x_valid=x_valid)
+    idx = np.flatnonzero(keep)
+    return merged[idx], ids[idx], n_merged
+
+
 def identify_traces(
     traces, reference, *, fibers, columns=None, max_shift=100.0, max_scale=0.005, tolerance=2.0, min_ratio=1.2
 ) -> Traces:
@@ -144,12 +181,15 @@ def identify_traces(
     -------
     Traces
         The input traces with ``orders``/``fibers`` set, sorted by (fiber, order); ``meta`` gets
-        ``IDSHIFT`` and ``IDSCALE`` (median over columns).
+        ``IDSHIFT`` and ``IDSCALE`` (median over columns) and ``IDMERGED``: the number of pieces
+        joined (the two ends of an order whose middle is off the frame take the same id and are
+        joined into one trace, whose ``x_valid`` is the hull of the pieces).
 
     Raises
     ------
     FitError
-        Too few traces match, the match is ambiguous, columns disagree, or two traces take the same id.
+        Too few traces match, the match is ambiguous, columns disagree, or two traces overlapping
+        in x take the same id.
     """
     fibers = tuple(int(f) for f in fibers)
     ref = reference.select(fibers=fibers)
@@ -199,17 +239,15 @@ def identify_traces(
             )
             raise FitError(msg)
         out[i] = ids[i, have[0]]
-    keep = out >= 0
-    if np.unique(out[keep]).size != keep.sum():
-        msg = "identify_traces: two found traces match the same reference trace"
-        raise FitError(msg)
-    if not keep.any():
+    if not (out >= 0).any():
         msg = "identify_traces: no trace could be identified"
         raise FitError(msg)
+    traces, out, n_merged = _merge_pieces(traces, out)
+    keep = out >= 0
     sub = traces[np.flatnonzero(keep)]
-    from dataclasses import replace
-
-    meta = dict(sub.meta, IDSHIFT=float(np.median(shifts)), IDSCALE=float(np.median(scales)))
+    meta = dict(
+        sub.meta, IDSHIFT=float(np.median(shifts)), IDSCALE=float(np.median(scales)), IDMERGED=n_merged
+    )
     ident = replace(sub, orders=ref.orders[out[keep]], fibers=ref.fibers[out[keep]], meta=meta)
     order = np.lexsort((ident.orders, ident.fibers))
     return ident[order]

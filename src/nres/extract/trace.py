@@ -410,6 +410,36 @@ def find_traces(
 
             reference = reference_traces(str(site).strip().lower())
         traces = identify_traces(traces, reference, fibers=fib, max_shift=max_shift, max_scale=max_scale)
+        if traces.meta.get("IDMERGED", 0):
+            # the two ends of an order whose middle is off the frame were joined: fit them together
+            xf = np.arange(nx) + x0
+            init = traces.center(xf) - y0
+            valid = traces.valid(xf) & (init >= 0) & (init <= ny - 1)
+            coef, used, rms, _ = _measure(
+                data,
+                var,
+                good,
+                init,
+                valid,
+                degree=degree,
+                n_iter=n_iter,
+                clip=clip,
+                max_halfwidth=max_halfwidth,
+            )
+            traces = _to_traces(
+                coef,
+                used,
+                rms,
+                nx,
+                y0,
+                x0,
+                ny=ny,
+                degree=degree,
+                orders=traces.orders,
+                fibers=traces.fibers,
+                box_height=box_height,
+                meta=traces.meta,
+            )
     return traces
 
 
