@@ -360,7 +360,9 @@ def simulate(
     dark = np.full((ny, nx), cfg.dark_current * exptime)
     inside = (hot_y >= y0) & (hot_y < y1) & (hot_x >= x0) & (hot_x < x1)
     dark[hot_y[inside] - y0, hot_x[inside] - x0] += hot_rate[inside] * exptime
-    expected_image = image + scat + dark
+    # in place, same order of additions as image + scat + dark (no full-size temporaries)
+    expected_image = np.add(image, scat, out=image)
+    expected_image += dark
     if noiseless:
         electrons = expected_image.copy()
     else:
@@ -395,12 +397,13 @@ def simulate(
         add_flag(flags, Flag.SATURATED, saturated)
         add_flag(flags, Flag.BLEED, bled)
         add_flag(flags, Flag.COSMIC_RAY, cr_hit)
-        variance = np.clip(recorded, 0.0, None) + read_noise**2
+        variance = np.maximum(recorded, 0.0)  # = clip(recorded, 0, None), twice as fast
+        variance += read_noise**2
         meta = with_window_origin(meta, y0, x0)
         frame = CCDData(
             recorded,
             unit=u.electron,
-            uncertainty=VarianceUncertainty(variance),
+            uncertainty=VarianceUncertainty(variance, copy=False),
             mask=flags_to_mask(flags),
             flags=flags,
             meta=meta,
