@@ -14,7 +14,6 @@ import os
 import time
 
 from _common import time_cold_warm, write_results
-
 from nres.sim import simulate, simulate_extracted
 
 
