@@ -261,9 +261,22 @@ def _first_edge_above(edges, lo, hi, value):
 
 
 @njit
-def _hole_sums(edges, e0, ne, p0, lo, hi, d, b):
-    """(sum_i f_i d_i, sum_i f_i b_i) of the hole [lo, hi] inside one order (f_i: fraction in pixel i)."""
-    k = max(_first_edge_above(edges, e0, e0 + ne, lo) - 1, e0)  # edge k <= lo < edge k+1
+def _hole_start(edges, e0, ne, lo, k):
+    """Edge k with edges[k] <= lo < edges[k+1] (clamped to the order), by bisection when the guess k is
+    negative, else walked from k (along a velocity grid a hole moves by a fraction of a pixel)."""
+    if k < 0:
+        return max(_first_edge_above(edges, e0, e0 + ne, lo) - 1, e0)
+    while k > e0 and edges[k] > lo:
+        k -= 1
+    while k < e0 + ne - 2 and edges[k + 1] <= lo:
+        k += 1
+    return k
+
+
+@njit
+def _hole_sums(edges, e0, ne, p0, lo, hi, d, b, k):
+    """(sum_i f_i d_i, sum_i f_i b_i) of the hole [lo, hi] inside one order (f_i: fraction in pixel i),
+    starting at edge k (:func:`_hole_start`)."""
     width = hi - lo
     sd = 0.0
     sb = 0.0
@@ -280,9 +293,8 @@ def _hole_sums(edges, e0, ne, p0, lo, hi, d, b):
 
 
 @njit
-def _hole_add(edges, e0, ne, p0, lo, hi, scale, coeff):
-    """coeff_i += scale * f_i for the pixels i under the hole [lo, hi]."""
-    k = max(_first_edge_above(edges, e0, e0 + ne, lo) - 1, e0)
+def _hole_add(edges, e0, ne, p0, lo, hi, scale, coeff, k):
+    """coeff_i += scale * f_i for the pixels i under the hole [lo, hi], starting at edge k."""
     width = hi - lo
     while k < e0 + ne - 1 and edges[k] < hi:
         a = max(lo, edges[k])
@@ -308,6 +320,7 @@ def _mask_order(
     zref = 0.5 * (zmin + zmax)
     for l in range(lrange[o, 0], lrange[o, 1]):
         wl = wline[l]
+        k = -1
         if fixed:
             # one set of lines for the whole grid: holes inside the order at every trial z (a set
             # that changed along the grid would make the CCF asymmetric)
@@ -315,7 +328,9 @@ def _mask_order(
                 continue
             # the line's weight is frozen at the grid centre: with a weight that followed the blaze
             # along the grid, lines of different depth would be mixed in z-dependent proportions
-            _, sref = _hole_sums(edges, e0, ne, p0, lline[l] * (1.0 + zref), hline[l] * (1.0 + zref), d, b)
+            lo = lline[l] * (1.0 + zref)
+            k = _hole_start(edges, e0, ne, lo, k)
+            _, sref = _hole_sums(edges, e0, ne, p0, lo, hline[l] * (1.0 + zref), d, b, k)
             if not sref > 0.0:
                 continue
             wl *= sref
@@ -326,15 +341,17 @@ def _mask_order(
             if not fixed:
                 if lo < elo or hi > ehi:
                     continue
-                sd, sb = _hole_sums(edges, e0, ne, p0, lo, hi, d, b)
+                k = _hole_start(edges, e0, ne, lo, k)
+                sd, sb = _hole_sums(edges, e0, ne, p0, lo, hi, d, b, k)
                 num[o, j] += wl * sd
                 den[o, j] += wl * sb
                 continue
-            sd, sb = _hole_sums(edges, e0, ne, p0, lo, hi, d, b)
+            k = _hole_start(edges, e0, ne, lo, k)
+            sd, sb = _hole_sums(edges, e0, ne, p0, lo, hi, d, b, k)
             if not sb > 0.0:
                 continue
             if use_g:
-                _hole_add(edges, e0, ne, p0, lo, hi, g[o, j] * wl / sb, coeff)
+                _hole_add(edges, e0, ne, p0, lo, hi, g[o, j] * wl / sb, coeff, k)
             else:
                 num[o, j] += wl * sd / sb
                 den[o, j] += wl

@@ -139,21 +139,26 @@ def _order_arrays(spec, fi, orders):
     return all_orders[oi], lam, data, var, ~bad, blaze
 
 
-def _continuum(y, good, degree, iterations=4):
-    """Upper envelope-ish smooth continuum: Legendre fit refit to points at or above the fit."""
+def _continuum(y, good, degree, iterations=4, stride=1):
+    """Upper envelope-ish smooth continuum: Legendre fit refit to points at or above the fit.
+
+    ``stride`` > 1 fits every stride-th point only (a cheap continuum for the starting CCF); the fit
+    is evaluated at every point."""
     n = y.size
     t = np.linspace(-1.0, 1.0, n)
-    keep = good.copy()
-    fit = np.full(n, np.nanmedian(y[good]) if good.any() else 1.0)
+    ts, ys, good_s = t[::stride], y[::stride], good[::stride]
+    keep = good_s.copy()
+    coef = None
     for _ in range(iterations):
         if keep.sum() <= degree + 2:
             break
-        coef = np.polynomial.legendre.legfit(t[keep], y[keep], degree)
-        fit = np.polynomial.legendre.legval(t, coef)
-        resid = y - fit
+        coef = np.polynomial.legendre.legfit(ts[keep], ys[keep], degree)
+        resid = ys - np.polynomial.legendre.legval(ts, coef)
         scale = np.std(resid[keep])
-        keep = good & (resid > -0.5 * scale)
-    return fit
+        keep = good_s & (resid > -0.5 * scale)
+    if coef is None:
+        return np.full(n, np.nanmedian(y[good]) if good.any() else 1.0)
+    return np.polynomial.legendre.legval(t, coef)
 
 
 # ----- robust combination -------------------------------------------------------------------------------
@@ -254,14 +259,15 @@ def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_
     steps = [np.median(np.abs(np.diff(x[k]))) for k in pick]
     h = 0.5 * float(np.min(steps))
     xs, ys, tvals, tu0 = [], [], [], []
+    # smooth (degree-3) continua for a starting guess: every 4th data / 8th template point suffices
     for k in pick:
-        cont = _continuum(data[k], good[k], degree)
+        cont = _continuum(data[k], good[k], degree, stride=4)
         y = np.where(good[k], (data[k] / cont - 1.0) * cont**2 / var[k], 0.0)
         xs.append(x[k])
         ys.append(y)
         u0, tv = template.uniform(segs[k], h)
         tgood = np.isfinite(tv)
-        tcont = _continuum(tv, tgood, degree)
+        tcont = _continuum(tv, tgood, degree, stride=8)
         tvals.append(tv / tcont - 1.0)
         tu0.append(u0)
     xf, start = _pack(xs)
@@ -271,7 +277,11 @@ def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_
     lo, hi = (np.log1p(v / C_M_S) for v in v_range)
     coarse_step = np.log1p(2000.0 / C_M_S)
     shifts = np.arange(lo, hi + coarse_step, coarse_step)
-    ccf = _kernels.template_ccf(xf, yf, start, tf, tstart, tu0, h, shifts).sum(axis=0)
+    # the wide 2 km/s grid only has to land within the +-4 km/s fine grid: every 3rd pixel is enough
+    # (a sqrt(3) lower CCF S/N) at a third of the cost; the fine grid uses every pixel
+    xc, cstart = _pack([xx[::3] for xx in xs])
+    yc, _ = _pack([yy[::3] for yy in ys])
+    ccf = _kernels.template_ccf(xc, yc, cstart, tf, tstart, tu0, h, shifts).sum(axis=0)
     s_peak = shifts[int(np.argmax(ccf))]
     fine = s_peak + np.arange(-40, 41) * np.log1p(100.0 / C_M_S)
     ccf_fine = _kernels.template_ccf(xf, yf, start, tf, tstart, tu0, h, fine).sum(axis=0)
@@ -406,12 +416,18 @@ def _measure_mask(mask, lam, data, var, good, blaze, *, degree, v_range, clip, s
         dtype=np.int64,
     ).reshape(-1, 2)
 
-    def ccf(vel, fixed=True):
+    def ccf(vel, fixed=True, lines=lrange):
         z = np.ascontiguousarray(vel / C_M_S)
-        return _kernels.mask_ccf(ef, estart, df, bf, pstart, lo_h, hi_h, wl, lrange, z, fixed)
+        return _kernels.mask_ccf(ef, estart, df, bf, pstart, lo_h, hi_h, wl, lines, z, fixed)
 
+    # the wide starting search on up to 12 orders spread over the spectrum (the others get no lines):
+    # enough signal to find a 2 km/s-sampled peak, at a fifth of the cost on whole spectra
+    coarse_lines = lrange.copy()
+    skip = np.ones(n_o, dtype=bool)
+    skip[np.unique(np.linspace(0, n_o - 1, 12).round().astype(int))] = False
+    coarse_lines[skip, 1] = coarse_lines[skip, 0]
     coarse = np.arange(v_range[0], v_range[1] + 2000.0, 2000.0)
-    num, den = ccf(coarse, fixed=False)
+    num, den = ccf(coarse, fixed=False, lines=coarse_lines)
     with np.errstate(invalid="ignore", divide="ignore"):
         c = num.sum(0) / den.sum(0)
     if not np.any(np.isfinite(c)):
