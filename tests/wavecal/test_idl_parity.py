@@ -1,7 +1,7 @@
-"""Legacy path of find_lines against the GDL run of the original's thar_catalog (idl_reference/thar).
+"""Legacy paths against the GDL run of the original's thar_catalog and matchline (idl_reference/thar).
 
 Fixture ``tests/data/wavecal_thar_catalog_gdl.npz``: 8 of the 67 input orders (float32, as given
-to GDL) and the GDL catalogue rows of those orders.
+to GDL), the GDL catalogue rows of those orders, and GDL's pair-voting arrays of order index 38.
 """
 
 from pathlib import Path
@@ -48,3 +48,18 @@ def test_find_lines_idl3pt_is_thar_catalog(gdl):
     np.testing.assert_allclose(found["x"], ref[:, 1], atol=2e-4)
     legacy = find_lines(spec, legacy=True)
     np.testing.assert_array_equal(legacy["x"], found["x"])
+
+
+def test_pair_votes_reproduce_gdl_matchline(gdl):
+    from nres.wavecal.idl_match import line_pairs, pair_votes, vote_matches
+
+    parm, indx = line_pairs(gdl["ml_lamg"])
+    np.testing.assert_array_equal(indx, gdl["ml_lineseg_obs_indx"])
+    # float32 pair parameters as IDL's (same rounding up to one unit in the last place)
+    np.testing.assert_allclose(parm, gdl["ml_lineseg_obs_parm"], rtol=2e-7)
+    votes = pair_votes(gdl["ml_lamg"], gdl["ml_lamlist"])
+    np.testing.assert_array_equal(votes, gdl["ml_votes"])
+    # the accepted matches are list lines within 0.02 nm of the first-guess wavelengths
+    idx = vote_matches(gdl["ml_lamg"], gdl["ml_lamlist"])
+    assert np.sum(idx >= 0) >= 20
+    assert np.all(np.abs(gdl["ml_lamg"][idx >= 0] - gdl["ml_lamlist"][idx[idx >= 0]]) < 0.02)
