@@ -165,3 +165,16 @@ def test_legacy_integer_box_reproduces_the_sawtooth(seed_traces, make_flat):
     assert worst_new < 0.05
     # the original's fixed point is off by up to half a pixel where the trace is flat in x
     assert worst_old > 0.1, worst_old
+
+
+def test_refine_from_a_trace_file_of_the_original(tmp_path, seed_traces, make_flat):
+    from nres.io.idl_trace_fits import read_idl_trace, write_idl_trace
+
+    flat, truth = make_flat(seed_traces, fibers=(0, 1), dy=-1.2, seed=12)
+    write_idl_trace(tmp_path / "TRAC.fits", seed_traces)  # the original's layout, y + 0.5 inside
+    start, _ = read_idl_trace(tmp_path / "TRAC.fits")
+    refined = refine_traces(flat, start)
+    errs = _errors(refined, truth)
+    assert len(errs) >= 20
+    for key, (rms, mx) in errs.items():
+        assert rms < 0.01 and mx < 0.05, key
