@@ -1,1 +1,47 @@
-"""nres.pipeline"""
+"""nres.pipeline: the database, the batch runner, products and the ``nres`` command line.
+
+Public names load lazily (``import nres.pipeline`` stays cheap): :class:`Database`
+(:mod:`nres.pipeline.db`), :func:`run_stage`, :func:`run_stages`, :func:`classify_directory`,
+:class:`Task`, :func:`local_executor`, :func:`dask_executor` (:mod:`nres.pipeline.batch`), the
+product helpers of :mod:`nres.pipeline.products`, :func:`setup_logging` and :func:`init_site`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+#: public name -> module (relative to this package)
+_EXPORTS = {
+    "Database": "db",
+    "Task": "batch",
+    "TaskResult": "batch",
+    "STAGE_ORDER": "batch",
+    "run_stage": "batch",
+    "run_stages": "batch",
+    "classify_directory": "batch",
+    "record_failures": "batch",
+    "local_executor": "batch",
+    "dask_executor": "batch",
+    "file_checksum": "batch",
+    "atomic_path": "products",
+    "write_atomic": "products",
+    "write_fits_atomic": "products",
+    "reduced_name": "products",
+    "product_path": "products",
+    "master_calibration_name": "products",
+    "setup_logging": "logging",
+    "init_site": "cmd_init_site",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    msg = f"module 'nres.pipeline' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

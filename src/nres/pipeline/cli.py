@@ -22,12 +22,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("nres.pipeline.cmd_demo", "run the demonstration reduction"),
     "model": ("nres.pipeline.cmd_model", "wavelength coverage of every order and fiber of a site"),
     "trace": ("nres.pipeline.cmd_trace", "trace the orders of a lamp flat"),
+    "db": ("nres.pipeline.cmd_db", "import/export the original's CSV tables (standards, zeros, targets, rv)"),
+    "init-site": ("nres.pipeline.cmd_init_site", "directory layout and database for a new site"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nres", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"nres {__version__}")
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    parser.add_argument("--log-level", default="WARNING", type=str.upper, choices=levels, help="log level")
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of text")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (modname, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -43,6 +48,9 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 1
+    from .logging import setup_logging
+
+    setup_logging(args.log_level, json=args.log_json)
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except NRESError as err:
