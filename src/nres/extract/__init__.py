@@ -3,9 +3,11 @@
 from .background import fit_scattered_light, inter_order_mask, subtract_scattered_light
 from .extraction import extract
 from .identify import identify_traces, lit_fibers
+from .idl_extract import IDLExtraction, extract_idl
 from .profiles import Profiles, measure_profiles
 from .trace import find_traces, refine_traces
 
 __all__ = ["find_traces", "refine_traces", "identify_traces", "lit_fibers", "Profiles"]
 __all__ += ["measure_profiles", "extract", "fit_scattered_light", "subtract_scattered_light"]
 __all__ += ["inter_order_mask"]
+__all__ += ["extract_idl", "IDLExtraction"]

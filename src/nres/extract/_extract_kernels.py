@@ -282,6 +282,138 @@ def _profile_samples(data, good, centers, flux, blk, nblock, grid0, gstep, ngrid
     return sv, sw
 
 
+# ----- method="idl": the original's profile + derivative fit (extract.pro / extlstsq.pro) -----------
+@njit
+def _idl_shift_profile(p, orddy, out):
+    """The original's 4-tap y-shift of a box profile ``p`` (W,) by ``orddy`` px into ``out`` (W,).
+
+    Average of two 3-point Lagrange interpolants; ``out[k] ~ p(k - orddy)``; rows of ``p`` outside
+    0..W-1 count as zero (the original padded two zero rows on each side).
+    """
+    w = p.shape[0]
+    q = int(np.floor(orddy))
+    s = q - orddy  # in (-1, 0]
+    t = s + 1.0
+    l0m = s * (s - 1.0) / 2.0
+    l1m = -(s + 1.0) * (s - 1.0)
+    l2m = s * (s + 1.0) / 2.0
+    l0p = t * (t - 1.0) / 2.0
+    l1p = -(t + 1.0) * (t - 1.0)
+    l2p = t * (t + 1.0) / 2.0
+    for k in range(w):
+        r = k - 1 - q
+        pm1 = p[r - 1] if 0 <= r - 1 < w else 0.0
+        p0 = p[r] if 0 <= r < w else 0.0
+        p1 = p[r + 1] if 0 <= r + 1 < w else 0.0
+        p2 = p[r + 2] if 0 <= r + 2 < w else 0.0
+        summ = p0 * l0m + p1 * l1m + p2 * l2m
+        sump = pm1 * l0p + p0 * l1p + p1 * l2p
+        out[k] = 0.5 * (summ + sump)
+
+
+@njit
+def _idl_deriv(y, out):
+    """IDL DERIV of equally spaced samples: centred inside, 3-point one-sided at the ends."""
+    n = y.shape[0]
+    for k in range(1, n - 1):
+        out[k] = 0.5 * (y[k + 1] - y[k - 1])
+    out[0] = 0.5 * (-3.0 * y[0] + 4.0 * y[1] - y[2])
+    out[n - 1] = 0.5 * (3.0 * y[n - 1] - 4.0 * y[n - 2] + y[n - 3])
+
+
+@njit_parallel
+def _idl_fit(ebox, vbox, prof, blk_k, blk_f, orddy, valid, profile_weights):
+    """Per (trace, column) weighted fit of ``a S + b S' + c S''`` to the box pixels.
+
+    Parameters
+    ----------
+    ebox, vbox : (ntr, W, nx) float64
+        Box pixels (row k = bottom + k) and their variance.
+    prof : (ntr, nblock, W) float64
+        Box profiles per block (sum 1), centred on row (W - 1) / 2.
+    blk_k : (nx,) int64, blk_f : (nx,) float64
+        Block index and fraction of block k + 1 per column.
+    orddy : (ntr, nx) float64
+        Shift (px) of the profile within its box per column.
+    valid : (ntr, nx) bool
+        Columns to fit (others return zeros).
+    profile_weights : bool
+        True: least-squares weights S^2 / max(V, 1) (the original); False: 1 / V (V > 0).
+
+    Returns
+    -------
+    a, b, c : (ntr, nx) float64
+        Coefficients of S, S' and S'' (all 0 where the normal matrix is singular or not valid).
+    var_a : (ntr, nx) float64
+        Variance of ``a`` propagated from ``vbox`` through the weighted fit (sandwich form).
+    singular : (ntr, nx) bool
+    """
+    ntr, w, nx = ebox.shape
+    a_out = np.zeros((ntr, nx))
+    b_out = np.zeros((ntr, nx))
+    c_out = np.zeros((ntr, nx))
+    v_out = np.zeros((ntr, nx))
+    sing = np.zeros((ntr, nx), dtype=np.bool_)
+    for t in prange(ntr):
+        p = np.empty(w)
+        s0 = np.empty(w)
+        s1 = np.empty(w)
+        s2 = np.empty(w)
+        wt = np.empty(w)
+        for i in range(nx):
+            if not valid[t, i]:
+                continue
+            k0 = blk_k[i]
+            f = blk_f[i]
+            for k in range(w):
+                p[k] = prof[t, k0, k] * (1.0 - f) + prof[t, k0 + 1, k] * f if f != 0.0 else prof[t, k0, k]
+            _idl_shift_profile(p, orddy[t, i], s0)
+            _idl_deriv(s0, s1)
+            _idl_deriv(s1, s2)
+            a00 = a01 = a02 = a11 = a12 = a22 = 0.0
+            y0 = y1 = y2 = 0.0
+            for k in range(w):
+                v = vbox[t, k, i]
+                if profile_weights:
+                    wt[k] = s0[k] * s0[k] / max(v, 1.0)
+                else:
+                    wt[k] = 1.0 / v if v > 0.0 else 0.0
+                e = ebox[t, k, i]
+                a00 += s0[k] * s0[k] * wt[k]
+                a01 += s0[k] * s1[k] * wt[k]
+                a02 += s0[k] * s2[k] * wt[k]
+                a11 += s1[k] * s1[k] * wt[k]
+                a12 += s1[k] * s2[k] * wt[k]
+                a22 += s2[k] * s2[k] * wt[k]
+                y0 += s0[k] * e * wt[k]
+                y1 += s1[k] * e * wt[k]
+                y2 += s2[k] * e * wt[k]
+            # Cramer's rule on the symmetric 3x3 normal matrix
+            c00 = a11 * a22 - a12 * a12
+            c01 = a02 * a12 - a01 * a22
+            c02 = a01 * a12 - a02 * a11
+            det = a00 * c00 + a01 * c01 + a02 * c02
+            if det == 0.0 or not np.isfinite(det):
+                sing[t, i] = True
+                continue
+            c11 = a00 * a22 - a02 * a02
+            c12 = a01 * a02 - a00 * a12
+            c22 = a00 * a11 - a01 * a01
+            a_out[t, i] = (c00 * y0 + c01 * y1 + c02 * y2) / det
+            b_out[t, i] = (c01 * y0 + c11 * y1 + c12 * y2) / det
+            c_out[t, i] = (c02 * y0 + c12 * y1 + c22 * y2) / det
+            # var(a) = sum_k (w_k r.f_k)^2 V_k with r the first row of the inverse
+            r0 = c00 / det
+            r1 = c01 / det
+            r2 = c02 / det
+            va = 0.0
+            for k in range(w):
+                g = wt[k] * (r0 * s0[k] + r1 * s1[k] + r2 * s2[k])
+                va += g * g * max(vbox[t, k, i], 0.0)
+            v_out[t, i] = va
+    return a_out, b_out, c_out, v_out, sing
+
+
 def _warmup():
     """Compile every kernel on tiny inputs."""
     y = np.arange(30.0)
@@ -316,4 +448,19 @@ def _warmup():
         data, good, centers, np.full((1, 4), 100.0), np.zeros(4, dtype=np.int64), 1, -8.0, 0.5, grid.size, 7.0
     )
     _box_column(data, good, 0, 15.2, 5.25)
+    w = 11
+    pbox = np.exp(-0.5 * ((np.arange(w) - 5.0) / 1.5) ** 2)
+    pbox = np.ascontiguousarray(np.broadcast_to(pbox / pbox.sum(), (1, 2, w)))
+    ebox = np.ascontiguousarray(np.broadcast_to(100.0 * pbox[0, 0][None, :, None], (1, w, 4)))
+    for pw in (True, False):
+        _idl_fit(
+            ebox,
+            ebox + 25.0,
+            pbox,
+            np.zeros(4, dtype=np.int64),
+            np.zeros(4),
+            np.full((1, 4), 0.2),
+            np.ones((1, 4), dtype=np.bool_),
+            pw,
+        )
     _profile_value(prof, 0, 0, 0.5, -8.0, 0.5, 0.3)

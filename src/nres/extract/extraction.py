@@ -10,7 +10,8 @@ over its full wings (:func:`~nres.extract.measure_profiles`), so the result is t
 edge pixels count with the fraction of their height inside the aperture. Aperture losses are the
 same in a target and its flat, so box ratios are unbiased.
 
-``method="idl"`` (the original's extlstsq fit, for parity with archived output) is not implemented yet.
+``method="idl"`` is the original's profile + derivative fit with its cross-dispersion shift loop
+(:func:`nres.extract.idl_extract.extract_idl`; its quirks are legacy options, ``legacy=True`` for all).
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ from .profiles import Profiles, _frame_arrays, _window_centers
 __all__ = ["extract", "METHODS"]
 
 #: Extraction methods.
-METHODS = ("optimal", "box")
+METHODS = ("optimal", "box", "idl")
+
+#: keywords passed on to extract_idl with method="idl"
+_IDL_KEYWORDS = ("brightness", "shift", "shift_tolerance", "max_shift_iterations", "legacy")
 
 
 def _read_noise(frame, read_noise):
@@ -119,7 +123,7 @@ def extract(
         Traces in full-detector coordinates; the aperture height is ``traces.box_height``.
     profile : Profiles or None
         Normalised profiles (:func:`measure_profiles`); required by "optimal" and "idl".
-    method : {"optimal", "box"}
+    method : {"optimal", "box", "idl"}
     fibers : sequence of int or None
         Fibers to extract; default the lit fibers of ``meta["OBJECTS"]`` (else every fiber of traces).
     read_noise : float or None
@@ -143,7 +147,10 @@ def extract(
     return_rejected : bool
         Also return the boolean (ny, nx) map of rejected pixels.
     **idl_options
-        Reserved for the future ``method="idl"``; any given now is an error.
+        With ``method="idl"`` only: ``brightness, shift, shift_tolerance, max_shift_iterations,
+        legacy`` and the legacy options ``idl_weights, idl_errors, idl_shift_fiber,
+        idl_shift_reference, idl_box_edges, idl_profile_anchor`` of
+        :func:`~nres.extract.idl_extract.extract_idl` (which also returns the original's diagnostics).
 
     Returns
     -------
@@ -158,9 +165,15 @@ def extract(
     if method not in METHODS:
         msg = f"extract: method must be one of {METHODS}, got {method!r}"
         raise InvalidParameterError(msg)
-    if idl_options:
-        msg = f"extract: unknown option(s) {sorted(idl_options)}"
+    from .idl_extract import LEGACY_OPTIONS, extract_idl
+
+    allowed = (*_IDL_KEYWORDS, *LEGACY_OPTIONS) if method == "idl" else ()
+    unknown = sorted(set(idl_options) - set(allowed))
+    if unknown:
+        msg = f"extract: unknown option(s) {unknown} for method={method!r}"
         raise InvalidParameterError(msg)
+    if method == "idl":
+        return extract_idl(frame, traces, profile=profile, fibers=fibers, **idl_options).spectrum
     optimal = method == "optimal"
     if optimal and not isinstance(profile, Profiles):
         msg = "extract: method='optimal' needs profile=Profiles (see nres.extract.measure_profiles)"
