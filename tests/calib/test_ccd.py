@@ -6,12 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.nddata import CCDData, StdDevUncertainty, VarianceUncertainty
-from .conftest import NBIAS, NX, NY, make_raw
 
 import nres.calib as calib
 from nres.errors import InvalidParameterError
 from nres.flags import Flag
 from nres.provenance import read_provenance
+
+from .conftest import NBIAS, NX, NY, make_raw
 
 DATA = Path(__file__).parents[1] / "data"
 
@@ -244,3 +245,15 @@ def test_bad_arguments_raise(rng):
         calib.process_ccd(np.zeros((4, 4)))
     with pytest.raises(InvalidParameterError, match="biassec"):
         calib.process_ccd(raw, biassec=f"[{NX + 1}:{NX + NBIAS},10:{NY}]")  # does not cover trimsec rows
+
+
+def test_parse_section_is_the_io_parser_and_passes_slices_through():
+    from nres.io.sections import parse_section as io_parse
+
+    for text in ("[4103:4160,1:4096]", " [1:80, 1:64] "):
+        assert calib.parse_section(text) == io_parse(text)
+    assert calib.parse_section("[4103:4160,1:4096]") == (slice(0, 4096), slice(4102, 4160))
+    parsed = (slice(2, 5), slice(0, 3))
+    assert calib.parse_section(parsed) is parsed
+    with pytest.raises(InvalidParameterError, match="biassec"):
+        calib.parse_section("[10:1,1:5]", name="biassec")

@@ -168,3 +168,27 @@ def test_other_bad_inputs(rng, tmp_path):
         calib.stack([tmp_path / "missing.fits"] * 5)
     with pytest.raises(InvalidParameterError, match="at least one"):
         calib.stack([])
+
+
+def test_flats_grouped_by_fiber_state_then_stacked(rng, tmp_path):
+    a = frames(5, rng, obstype="LAMPFLAT", sigma=0, OBJECTS="tung&tung&none")
+    b = frames(5, rng, obstype="LAMPFLAT", sigma=0, OBJECTS="none&tung&tung")
+    for f in b:
+        f.data = f.data * 2.0
+    mixed = [a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4]]
+    with pytest.raises(InvalidParameterError, match="OBJECTS"):
+        calib.stack(mixed)  # a mixed set is refused
+    groups = calib.group_by_fiber_state(mixed)
+    assert list(groups) == ["tung&tung&none", "none&tung&tung"]
+    assert groups["tung&tung&none"] == a and groups["none&tung&tung"] == b  # order kept
+    masters = {s: calib.stack(g) for s, g in groups.items()}
+    assert np.all(masters["tung&tung&none"].data == 10.0) and np.all(masters["none&tung&tung"].data == 20.0)
+    path = tmp_path / "flat.fits"
+    fits.PrimaryHDU(np.zeros((2, 2)), header=fits.Header({"OBJECTS": " Tung&tung&none "})).writeto(path)
+    assert calib.fiber_state(path) == "tung&tung&none"
+    bad = frames(1, rng)[0]
+    del bad.meta["OBJECTS"]
+    with pytest.raises(InvalidParameterError, match="OBJECTS"):
+        calib.group_by_fiber_state([a[0], bad])
+    with pytest.raises(InvalidInputFileError):
+        calib.fiber_state(tmp_path / "missing.fits")

@@ -18,6 +18,7 @@ from .ccd import (
     trim,
 )
 from .cosmic import flag_cosmic_rays
+from .groups import fiber_state, group_by_fiber_state
 from .overscan import OVERSCAN_MODES, overscan_level
 from .sections import parse_section
 from .stack import MIN_FRAMES, STACK_METHODS, stack
@@ -36,6 +37,8 @@ __all__ = [
     "OVERSCAN_MODES",
     "parse_section",
     "stack",
+    "group_by_fiber_state",
+    "fiber_state",
     "flag_cosmic_rays",
     "select",
     "MIN_FRAMES",

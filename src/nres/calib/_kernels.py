@@ -54,20 +54,6 @@ def _median_sorted(a, n, rule):
 
 
 @njit
-def _clip_sorted(srt, vals, dev, n, sigma, rule):
-    """One-pass clip of vals[:n] given its sorted copy srt[:n]; dev is scratch.
-
-    Returns (centre, threshold): keep |x - centre| <= threshold. MAD uses the exact median.
-    """
-    centre = _median_sorted(srt, n, rule)
-    for i in range(n):
-        dev[i] = abs(vals[i] - centre)
-    _insertion_sort(dev, n)
-    scale = _MAD_TO_SIGMA * _median_sorted(dev, n, MEDIAN_EXACT)
-    return centre, sigma * scale
-
-
-@njit
 def _clipped_mean_1d(values, sigma):
     """Median centre, 1.4826 MAD scale, reject |x - c| > sigma * scale, mean of the rest.
 
@@ -230,74 +216,124 @@ def _flag_bleed(raw, ty0, tx0, ny, nx, flags, row_sat, bleed_level, bleed_pad, c
                         break
 
 
-@njit_parallel
-def _stack(cube, var, valid, sigma, method, rule):
-    """Combine a cube (n, ny, nx) along axis 0, parallel over rows.
+@njit
+def _mad_sorted(srt, n, centre):
+    """Median of |srt[:n] - centre| for sorted srt, without a second sort.
 
-    ``valid`` excludes masked/non-finite inputs before any statistic. Sigma clip: centre =
-    median, scale = 1.4826 MAD about it, reject |x - c| > sigma * scale (one pass), mean of
-    survivors, variance = sum of their variances / N_good^2. Median: variance = pi/2 times the
-    variance of the mean (Gaussian asymptotic efficiency). Returns (data, variance, n_good int64);
-    data and variance are nan where n_good = 0.
+    The deviations below the centre (read downwards) and above it (read upwards) are two sorted
+    runs; merging them up to the middle rank gives the median in O(n).
     """
-    n, ny, nx = cube.shape
-    out = np.empty((ny, nx))
-    outvar = np.empty((ny, nx))
-    ngood = np.zeros((ny, nx), dtype=np.int64)
-    for y in prange(ny):
+    s = 0
+    while s < n and srt[s] < centre:
+        s += 1
+    i = s - 1
+    j = s
+    lo_rank = (n - 1) // 2
+    hi_rank = n // 2
+    lo = 0.0
+    d = 0.0
+    for t in range(hi_rank + 1):
+        if j >= n or (i >= 0 and centre - srt[i] <= srt[j] - centre):
+            d = centre - srt[i]
+            i -= 1
+        else:
+            d = srt[j] - centre
+            j += 1
+        if t == lo_rank:
+            lo = d
+    return 0.5 * (lo + d)
+
+
+@njit
+def _gather(slab, vslab, j, data, var, mask, has_mask, y0, scale):
+    """Copy rows y0:y0+k of one input into column j of a pixel-major slab (k, nx, n), in place.
+
+    ``slab[r, x, j] = data[y0 + r, x] * scale`` and ``vslab[...] = var * scale^2``; an input that
+    is masked or whose value or variance is not finite is stored as nan (left out of the stack).
+    Serial: it is memory-bound and called once per input and slab, so a parallel launch (a thread
+    barrier per call) costs more than it gains, badly so on a loaded machine.
+    """
+    k = slab.shape[0]
+    nx = slab.shape[1]
+    s2 = scale * scale
+    for r in range(k):
+        y = y0 + r
+        for x in range(nx):
+            d = data[y, x] * scale
+            v = var[y, x] * s2
+            if not (np.isfinite(d) and np.isfinite(v)) or (has_mask and mask[y, x]):
+                d = np.nan
+            slab[r, x, j] = d
+            vslab[r, x, j] = v
+
+
+@njit_parallel
+def _stack_slab(slab, vslab, sigma, method, rule, out, outvar, ngood, y0):
+    """Combine a pixel-major slab (k, nx, n) along its last axis into rows y0:y0+k of the outputs.
+
+    Values that are not finite are left out before any statistic. Sigma clip: centre = median,
+    scale = 1.4826 MAD about it, reject |x - c| > sigma * scale (one pass), mean of the survivors,
+    variance = sum of their variances / N_good^2. Median: variance = pi/2 times the variance of
+    the mean (Gaussian asymptotic efficiency). Mean: all valid inputs. ``out``/``outvar`` are nan
+    and ``ngood`` 0 where nothing survives. Parallel over rows; no allocation per pixel.
+    """
+    k, nx, n = slab.shape
+    for r in prange(k):
+        y = y0 + r
         vals = np.empty(n)
         vv = np.empty(n)
         srt = np.empty(n)
-        dev = np.empty(n)
         for x in range(nx):
-            k = 0
+            m = 0
             for i in range(n):
-                if valid[i, y, x]:
-                    vals[k] = cube[i, y, x]
-                    vv[k] = var[i, y, x]
-                    k += 1
-            if k == 0:
+                d = slab[r, x, i]
+                if np.isfinite(d):
+                    vals[m] = d
+                    vv[m] = vslab[r, x, i]
+                    m += 1
+            if m == 0:
                 out[y, x] = np.nan
                 outvar[y, x] = np.nan
+                ngood[y, x] = 0
                 continue
             if method == METHOD_MEAN:
                 s = 0.0
                 sv = 0.0
-                for i in range(k):
+                for i in range(m):
                     s += vals[i]
                     sv += vv[i]
-                out[y, x] = s / k
-                outvar[y, x] = sv / (k * k)
-                ngood[y, x] = k
+                out[y, x] = s / m
+                outvar[y, x] = sv / (m * m)
+                ngood[y, x] = m
                 continue
-            for i in range(k):
+            for i in range(m):
                 srt[i] = vals[i]
-            _insertion_sort(srt, k)
+            _insertion_sort(srt, m)
+            centre = _median_sorted(srt, m, rule)
             if method == METHOD_MEDIAN:
                 sv = 0.0
-                for i in range(k):
+                for i in range(m):
                     sv += vv[i]
-                out[y, x] = _median_sorted(srt, k, rule)
-                outvar[y, x] = 0.5 * np.pi * sv / (k * k)
-                ngood[y, x] = k
+                out[y, x] = centre
+                outvar[y, x] = 0.5 * np.pi * sv / (m * m)
+                ngood[y, x] = m
                 continue
-            centre, thresh = _clip_sorted(srt, vals, dev, k, sigma, rule)
+            thresh = sigma * _MAD_TO_SIGMA * _mad_sorted(srt, m, centre)
             s = 0.0
             sv = 0.0
-            m = 0
-            for i in range(k):
+            g = 0
+            for i in range(m):
                 if abs(vals[i] - centre) <= thresh:
                     s += vals[i]
                     sv += vv[i]
-                    m += 1
-            ngood[y, x] = m
-            if m == 0:  # only possible with a NaN threshold; kept for safety
+                    g += 1
+            ngood[y, x] = g
+            if g == 0:  # only possible with a nan threshold (sigma = nan)
                 out[y, x] = np.nan
                 outvar[y, x] = np.nan
             else:
-                out[y, x] = s / m
-                outvar[y, x] = sv / (m * m)
-    return out, outvar, ngood
+                out[y, x] = s / g
+                outvar[y, x] = sv / (g * g)
 
 
 def _warmup():
@@ -333,5 +369,10 @@ def _warmup():
         1,
         False,
     )
-    cube = rng.normal(0.0, 1.0, (3, 2, 2))
-    _stack(cube, np.ones_like(cube), np.ones(cube.shape, dtype=np.bool_), 3.0, METHOD_CLIP, MEDIAN_EXACT)
+    img = rng.normal(0.0, 1.0, (2, 2))
+    slab = np.empty((2, 2, 3))
+    vslab = np.empty((2, 2, 3))
+    for j in range(3):
+        _gather(slab, vslab, j, img, np.ones((2, 2)), np.zeros((1, 1), dtype=np.bool_), False, 0, 1.0)
+    out, outvar, ngood = np.empty((2, 2)), np.empty((2, 2)), np.empty((2, 2), np.int64)
+    _stack_slab(slab, vslab, 3.0, METHOD_CLIP, MEDIAN_EXACT, out, outvar, ngood, 0)

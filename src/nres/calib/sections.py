@@ -1,18 +1,19 @@
-"""FITS detector sections (``BIASSEC``, ``TRIMSEC``, ``DATASEC``) as 0-based numpy slices."""
+"""FITS detector sections as 0-based numpy slices: :func:`nres.io.parse_section`, re-exported.
+
+One parser serves the whole package (``nres.io.sections``); this module only adds that an
+already parsed ``(slice, slice)`` pair passes through unchanged, so the camera parameters of
+:func:`nres.calib.ccd_parameters` may be given either way.
+"""
 
 from __future__ import annotations
 
-import re
-
-from ..errors import InvalidParameterError
+from ..io.sections import parse_section as _parse_section
 
 __all__ = ["parse_section"]
 
-_SECTION = re.compile(r"^\s*\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]\s*$")
-
 
 def parse_section(section, *, name: str = "section") -> tuple[slice, slice]:
-    """Convert a FITS section string to 0-based ``(y, x)`` slices.
+    """Convert a FITS section string to 0-based ``(y, x)`` slices (see :func:`nres.io.parse_section`).
 
     Parameters
     ----------
@@ -39,12 +40,4 @@ def parse_section(section, *, name: str = "section") -> tuple[slice, slice]:
     """
     if isinstance(section, tuple) and len(section) == 2 and all(isinstance(s, slice) for s in section):
         return section
-    m = _SECTION.match(str(section)) if isinstance(section, str) else None
-    if m is None:
-        msg = f"{name}: expected a FITS section '[x1:x2,y1:y2]' (1-based, inclusive), got {section!r}"
-        raise InvalidParameterError(msg)
-    x1, x2, y1, y2 = (int(v) for v in m.groups())
-    if x1 < 1 or y1 < 1 or x2 < x1 or y2 < y1:
-        msg = f"{name}: expected increasing 1-based ranges, got {section!r}"
-        raise InvalidParameterError(msg)
-    return slice(y1 - 1, y2), slice(x1 - 1, x2)
+    return _parse_section(section, name=name)

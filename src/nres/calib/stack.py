@@ -63,7 +63,8 @@ class _Source:
             self.name = f"frames[{index}]"
             self.hdul = None
             self.header = item.meta if item.meta is not None else {}
-            self.data = np.asarray(item.data)
+            # float64, C-contiguous once (no copy if already so): the kernels read rows in place
+            self.data = np.ascontiguousarray(item.data, dtype=np.float64)
             self.shape = self.data.shape
             unc = item.uncertainty
             if unc is None:
@@ -71,8 +72,11 @@ class _Source:
             else:
                 if not isinstance(unc, VarianceUncertainty):
                     unc = unc.represent_as(VarianceUncertainty)
-                self.var = np.asarray(unc.array)
-            self.mask = None if item.mask is None else np.asarray(item.mask, dtype=bool)
+                self.var = np.ascontiguousarray(unc.array, dtype=np.float64)
+                if self.var.shape != self.shape:
+                    msg = f"frames[{index}]: variance shape {self.var.shape} != data shape {self.shape}"
+                    raise InvalidParameterError(msg)
+            self.mask = None if item.mask is None else np.ascontiguousarray(item.mask, dtype=np.bool_)
             self.flags = getattr(item, "flags", None)
             self.unit = item.unit if hasattr(item, "unit") else None
         else:
@@ -114,18 +118,19 @@ class _Source:
         self.unit = self.header.get("BUNIT")
 
     def rows(self, y0, y1):
-        """(data, variance, mask or None) of rows y0:y1 as float64/bool arrays."""
+        """(data, variance, mask or None, first row) holding rows y0:y1 (float64/bool, contiguous).
+
+        In memory the whole planes are returned with first row y0 (no copy); from a file only
+        rows y0:y1 are read, with first row 0.
+        """
         if self.hdul is None:
-            d = self.data[y0:y1]
-            v = self.var[y0:y1]
-            m = None if self.mask is None else self.mask[y0:y1]
-            return d, v, m
-        d = np.asarray(self._data_hdu.section[y0:y1], dtype=np.float64)
-        v = np.asarray(self._var_hdu.section[y0:y1], dtype=np.float64)
+            return self.data, self.var, self.mask, y0
+        d = np.ascontiguousarray(self._data_hdu.section[y0:y1], dtype=np.float64)
+        v = np.ascontiguousarray(self._var_hdu.section[y0:y1], dtype=np.float64)
         if self._var_is_std:
             v = v * v
-        m = None if self._mask_hdu is None else np.asarray(self._mask_hdu.section[y0:y1]) != 0
-        return d, v, m
+        m = None if self._mask_hdu is None else np.ascontiguousarray(self._mask_hdu.section[y0:y1]) != 0
+        return d, v, m, 0
 
     def close(self):
         if self.hdul is not None:
@@ -291,36 +296,28 @@ def stack(
 
 
 def _combine(sources, scale, sigma, method, rule, max_slab_bytes):
+    """Row slabs: each input is gathered into a pixel-major (rows, nx, n) slab, then combined.
+
+    The slab keeps a pixel's n values adjacent (cache-friendly) and is small enough to stay in
+    cache; the kernels write straight into the output planes.
+    """
     n = len(sources)
     ny, nx = sources[0].shape
-    # bytes per row of the working cube: data + variance (float64) + mask (bool)
-    rows = max(1, min(ny, max_slab_bytes // (n * nx * 17)))
+    # bytes per row of the slab: data + variance (float64)
+    rows = max(1, min(ny, max_slab_bytes // (n * nx * 16)))
     data = np.empty((ny, nx))
     var = np.empty((ny, nx))
     ngood = np.empty((ny, nx), dtype=np.int64)
-    cube = np.empty((n, rows, nx))
-    vcube = np.empty((n, rows, nx))
-    valid = np.empty((n, rows, nx), dtype=np.bool_)
+    slab = np.empty((rows, nx, n))
+    vslab = np.empty((rows, nx, n))
+    no_mask = np.zeros((1, 1), dtype=np.bool_)
     for y0 in range(0, ny, rows):
         y1 = min(ny, y0 + rows)
         k = y1 - y0
-        for i, s in enumerate(sources):
-            d, v, m = s.rows(y0, y1)
-            if scale[i] == 1.0:
-                cube[i, :k] = d
-                vcube[i, :k] = v
-            else:
-                np.multiply(d, scale[i], out=cube[i, :k])
-                np.multiply(v, scale[i] * scale[i], out=vcube[i, :k])
-            np.isfinite(cube[i, :k], out=valid[i, :k])
-            valid[i, :k] &= np.isfinite(vcube[i, :k])
-            if m is not None:
-                valid[i, :k] &= ~m
-        if k == rows:
-            c, vc, va = cube, vcube, valid
-        else:
-            c = np.ascontiguousarray(cube[:, :k])
-            vc = np.ascontiguousarray(vcube[:, :k])
-            va = np.ascontiguousarray(valid[:, :k])
-        data[y0:y1], var[y0:y1], ngood[y0:y1] = _kernels._stack(c, vc, va, sigma, method, rule)
+        s, vs = (slab, vslab) if k == rows else (slab[:k], vslab[:k])
+        for i, src in enumerate(sources):
+            d, v, m, start = src.rows(y0, y1)
+            has_mask = m is not None
+            _kernels._gather(s, vs, i, d, v, m if has_mask else no_mask, has_mask, start, float(scale[i]))
+        _kernels._stack_slab(s, vs, sigma, method, rule, data, var, ngood, y0)
     return data, var, ngood
