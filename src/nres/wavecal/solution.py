@@ -22,7 +22,15 @@ from numpy.polynomial import legendre as L
 from ..doppler import C_M_S
 from ..errors import InvalidInputFileError, InvalidParameterError
 
-__all__ = ["WavelengthSolution", "correction_basis", "X_CENTRE", "ORDER_CENTRE", "ORDER_HALF"]
+__all__ = [
+    "WavelengthSolution",
+    "correction_basis",
+    "idl_basis",
+    "IDL_TERMS",
+    "X_CENTRE",
+    "ORDER_CENTRE",
+    "ORDER_HALF",
+]
 
 X_CENTRE = 2047.5
 ORDER_CENTRE = 85.0
@@ -38,6 +46,32 @@ def correction_basis(x, order, x_degree, order_degree):
     return (px[:, :, None] * po[:, None, :]).reshape(x.size, -1) / m[:, None]
 
 
+#: The original's C0..C14 terms as (x degree, order degree) of P_a(ux) P_b(uo) (idl-wavecal.md 3.7).
+IDL_TERMS = (
+    (0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (2, 0),
+    (2, 1), (3, 0), (0, 4), (1, 3), (2, 2), (3, 1), (4, 0),
+)  # fmt: skip
+
+
+def idl_basis(x, order, *, nx=4096, nord=67, ord0=52):
+    """Design matrix (n, 15) of the original's C0..C14 correction (nm per unit coefficient).
+
+    ``ux = 2 (x - nx/2) / nx`` and ``uo = 2 (m - ord0 - nord/2) / nord`` (nord/2 = 33.5, as the
+    original); no 1/m factor.
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    m = np.asarray(order, dtype=np.float64).ravel()
+    px = L.legvander(2.0 * (x - nx / 2.0) / nx, 4)
+    po = L.legvander(2.0 * (m - ord0 - nord / 2.0) / nord, 4)
+    return np.stack([px[:, a] * po[:, b] for a, b in IDL_TERMS], axis=1)
+
+
+def _basis(kind, x, order, x_degree, order_degree):
+    if kind == "idl":
+        return idl_basis(x, order)
+    return correction_basis(x, order, x_degree, order_degree)
+
+
 @dataclass(frozen=True, eq=False)
 class WavelengthSolution:
     """A fitted ThAr wavelength solution (vacuum, topocentric nm).
@@ -49,7 +83,8 @@ class WavelengthSolution:
     fibers : tuple of int
         Fibers with a fitted correction.
     coefficients : ndarray (n_fiber, x_degree + 1, order_degree + 1)
-        Correction coefficients a_fjk, nm (times m).
+        Correction coefficients a_fjk, nm (times m); with ``correction="idl"`` shape (n_fiber, 15,
+        1): increments of the original's C0..C14 (nm).
     covariance : ndarray (n_fiber, p, p)
         Covariance of the flattened coefficients from the line-centre errors (not rescaled).
     order_shift : int
@@ -64,7 +99,7 @@ class WavelengthSolution:
         Scalars: n_found, n_matched, n_used, rms_nm, rms_m_s, chi2_dof, noise_floor_m_s,
         condition_number, x_degree, order_degree, iterations, start shifts; ``per_order`` QTable.
     correction : str
-        "legendre" (default) or "idl".
+        "legendre" (default) or "idl" (the original's C0..C14 basis, :func:`idl_basis`).
     """
 
     model: object
@@ -100,7 +135,7 @@ class WavelengthSolution:
         corr = np.zeros(x.shape)
         for f in np.unique(fiber):
             sel = fiber == f
-            basis = correction_basis(x[sel], order[sel], self.x_degree, self.order_degree)
+            basis = _basis(self.correction, x[sel], order[sel], self.x_degree, self.order_degree)
             corr[sel] = basis @ self.coefficients[self._fiber_slot(int(f))].ravel()
         return out + corr
 
@@ -116,7 +151,7 @@ class WavelengthSolution:
         out = np.empty(x.shape)
         for f in np.unique(fiber):
             sel = fiber == f
-            basis = correction_basis(x[sel], order[sel], self.x_degree, self.order_degree)
+            basis = _basis(self.correction, x[sel], order[sel], self.x_degree, self.order_degree)
             cov = self.covariance[self._fiber_slot(int(f))]
             out[sel] = np.sqrt(np.einsum("ij,jk,ik->i", basis, cov, basis))
         return out * u.nm

@@ -20,18 +20,30 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
+from .. import legacy as _legacy
 from ..doppler import C_M_S
 from ..errors import FitError, InvalidParameterError
 from ..provenance import record_provenance
 from . import _kernels
 from .lines import find_lines
 from .match import find_offset, match_lines
-from .solution import WavelengthSolution, correction_basis
+from .solution import WavelengthSolution, _basis, correction_basis
 
 __all__ = ["solve", "apply_solution", "Z0_PER_FL"]
 
 #: The original's tie of z0 to the focal length, dz0 = Z0_PER_FL * dfl (idl-wavecal.md 7.1).
 Z0_PER_FL = 1.5751e-4
+_SOLVE = "solve"
+_legacy.register(
+    _SOLVE,
+    "correction",
+    choices=("legendre", "idl"),
+    default="legendre",
+    legacy="idl",
+    reference="idl-wavecal.md 3.7, 8 and 15",
+    summary="C0..C14: P_a(x) P_b(order) with a + b <= 4, no 1/m; cannot follow the ~0.001 nm residuals",
+)
+
 # parameter scales of the physical fit (the original's dlamdparm steps): sinalp, fl (mm), y0 (mm), z0
 _SCALES = np.array([1e-5, 0.1, 0.01, 1e-6])
 
@@ -119,12 +131,12 @@ def _cv_degrees(basis_full, y, w, xd_max, od_max, folds, seed=0):
     return best[1], best[2]
 
 
-def _fit_correction(x, order, y, w, xd, od):
-    """Weighted linear fit of y = basis @ a; returns (coef (xd+1, od+1), covariance)."""
-    nmat, rhs, _ = _normal(correction_basis(x, order, xd, od), w, y)
+def _fit_correction(kind, x, order, y, w, xd, od):
+    """Weighted linear fit of y = basis @ a; returns (coef (xd+1, od+1) or (15, 1), covariance)."""
+    nmat, rhs, _ = _normal(_basis(kind, x, order, xd, od), w, y)
     cov = np.linalg.inv(nmat)
     coef = cov @ rhs
-    return coef.reshape(xd + 1, od + 1), cov
+    return coef.reshape(-1, 1) if kind == "idl" else coef.reshape(xd + 1, od + 1), cov
 
 
 def solve(
@@ -146,6 +158,8 @@ def solve(
     max_iter=10,
     min_lines=30,
     find_kwargs=None,
+    correction=None,
+    legacy=False,
 ) -> WavelengthSolution:
     """Wavelength solution of an extracted ThAr arc.
 
@@ -176,6 +190,14 @@ def solve(
         Iterations of match -> fit -> clip.
     min_lines : int
         Fewer matched lines raise FitError.
+    find_kwargs : dict or None
+        Options of :func:`find_lines` when ``found`` is not given.
+    correction : {"legendre", "idl"}, optional
+        "legendre" (default): the cross-validated ``(1/m) P_j(x) P_k(m)`` model. "idl" (legacy):
+        increments of the original's 15 terms C0..C14 (:func:`~nres.wavecal.solution.idl_basis`),
+        fitted with nres's weights and iteration (not thar_rcubic's two-pass w^2 weighting).
+    legacy : bool
+        Shorthand for every legacy option (``correction="idl"``).
 
     Returns
     -------
@@ -190,6 +212,7 @@ def solve(
     """
     from ..instrument import thar_lines
 
+    kind = _legacy.resolve(_SOLVE, legacy, correction=correction)["correction"]
     if model is None:
         msg = "solve: model= is required (a PhysicalModel, e.g. PhysicalModel.for_site(site, mjd=mjd))"
         raise InvalidParameterError(msg)
@@ -255,7 +278,7 @@ def solve(
         if it == 0:
             pred = current.wavelength(x - start_dx, order, fib).to_value(u.nm)
         else:
-            pred = _evaluate(current, coefs, x, order, fib, xd, od)
+            pred = _evaluate(current, coefs, x, order, fib, xd, od, kind)
         tol = tolerances[min(it, len(tolerances) - 1)]
         idx = match_lines(pred, disp, group, lam_list, tolerance=tol, isolation=2.0 * tol + 1.0)
         sel = (idx >= 0) & (used if it > 1 else True)
@@ -271,7 +294,9 @@ def solve(
         phys = current.wavelength(x, order, fib).to_value(u.nm)
         y = lam_m - phys
         w = 1.0 / sigma**2
-        if x_degree is not None and order_degree is not None:
+        if kind == "idl":
+            xd, od = 14, 0
+        elif x_degree is not None and order_degree is not None:
             xd, od = int(x_degree), int(order_degree)
         elif it == 0:
             xd, od = 4, min(4, od_cap)  # provisional until the physical fit and matches settle
@@ -285,10 +310,10 @@ def solve(
         resid = np.zeros(x.size)
         for f in fiber_ids:
             s = sel & (fib == f)
-            coefs[f], covs[f] = _fit_correction(x[s], order[s], y[s], w[s], xd, od)
+            coefs[f], covs[f] = _fit_correction(kind, x[s], order[s], y[s], w[s], xd, od)
             s_all = fib == f
-            resid[s_all] = (lam_m[s_all] - phys[s_all]) - correction_basis(
-                x[s_all], order[s_all], xd, od
+            resid[s_all] = (lam_m[s_all] - phys[s_all]) - _basis(
+                kind, x[s_all], order[s_all], xd, od
             ) @ coefs[f].ravel()
         norm = resid / sigma
         robust = 1.4826 * np.median(np.abs(norm[sel]))
@@ -300,7 +325,7 @@ def solve(
         prev = state
 
     sel = used
-    final = _evaluate(current, coefs, x, order, fib, xd, od)
+    final = _evaluate(current, coefs, x, order, fib, xd, od, kind)
     lam_m = lam_list[np.where(idx >= 0, idx, 0)]
     resid = final - lam_m
     sigma = np.maximum(xerr, 1e-4) * disp
@@ -327,6 +352,7 @@ def solve(
         order_shift=int(k_shift),
         x_shift=0.0,
         lines=table,
+        correction=kind,
     )
     per_order, floor = _per_order_qc(solution, found, k_shift)
     rms = float(np.sqrt(np.mean(resid[sel] ** 2)))
@@ -349,11 +375,11 @@ def solve(
     return dataclasses.replace(solution, qc=qc, per_order=per_order)
 
 
-def _evaluate(model, coefs, x, order, fib, xd, od):
+def _evaluate(model, coefs, x, order, fib, xd, od, kind):
     out = model.wavelength(x, order, fib).to_value(u.nm)
     for f, c in coefs.items():
         s = fib == f
-        out[s] += correction_basis(x[s], order[s], xd, od) @ c.ravel()
+        out[s] += _basis(kind, x[s], order[s], xd, od) @ c.ravel()
     return out
 
 
