@@ -164,6 +164,24 @@ class WavelengthSolution:
             * (u.m / u.s)
         )
 
+    def fiber_offset(self, x, order, fiber, *, reference=1):
+        """Pixel offset ``dx = x_fiber - x_reference`` of the same wavelength (px).
+
+        ``wavelength(x, order, fiber) == wavelength(x - dx, order, reference)``; the original's
+        fiber-shift convention (idl-wavecal.md 3.8), here derived from the two fibers' solutions.
+        """
+        x, order = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(order, dtype=np.int64))
+        target = self._evaluate(x, order, fiber)
+        x1 = x.copy()
+        h = 0.5
+        for _ in range(6):  # Newton on a smooth, nearly linear map: converges to 1e-9 px in 3-4 steps
+            lam = self._evaluate(x1, order, reference)
+            slope = (self._evaluate(x1 + h, order, reference) - self._evaluate(x1 - h, order, reference)) / (
+                2 * h
+            )
+            x1 = x1 - (lam - target) / slope
+        return x - x1
+
     # ----- FITS -------------------------------------------------------------------------------
     def to_hdulist(self) -> fits.HDUList:
         """Primary (model parameters and scalars), COEFFS, COVAR, LINES and PER_ORDER extensions."""
