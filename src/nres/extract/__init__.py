@@ -1,6 +1,7 @@
 """nres.extract: order tracing and identification (profiles and extraction follow)."""
 
 from .background import fit_scattered_light, inter_order_mask, subtract_scattered_light
+from .blaze import blaze_subtracted, flat_correct, measure_blaze, with_blaze
 from .extraction import extract
 from .identify import identify_traces, lit_fibers
 from .idl_extract import IDLExtraction, extract_idl
@@ -11,3 +12,4 @@ __all__ = ["find_traces", "refine_traces", "identify_traces", "lit_fibers", "Pro
 __all__ += ["measure_profiles", "extract", "fit_scattered_light", "subtract_scattered_light"]
 __all__ += ["inter_order_mask"]
 __all__ += ["extract_idl", "IDLExtraction"]
+__all__ += ["measure_blaze", "flat_correct", "with_blaze", "blaze_subtracted"]
