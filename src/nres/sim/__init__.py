@@ -1,7 +1,7 @@
 """nres.sim: synthetic NRES frames and extracted spectra with their truth.
 
 ``simulate`` makes a 2-D frame (BIAS, DARK, LAMPFLAT, DOUBLE, TARGET) in memory;
-``simulate_extracted`` makes a stellar spectrum at the extracted level; ``StellarSpectrum`` is
+``simulate_extracted`` makes a stellar spectrum at the extracted level; ``simulate_extracted_arc`` makes an extracted ThAr arc; ``StellarSpectrum`` is
 the analytic stellar template; ``Truth`` holds the known answers.
 """
 
@@ -13,6 +13,7 @@ _EXPORTS = {
     "simulate": "core",
     "SimConfig": "config",
     "simulate_extracted": "extracted",
+    "simulate_extracted_arc": "extracted_arc",
     "StellarSpectrum": "star",
     "Truth": "truth",
     "write_raw": "raw_file",
