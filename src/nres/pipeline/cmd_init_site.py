@@ -91,7 +91,7 @@ def init_site(
     """
     from ..errors import InvalidParameterError
     from ..instrument.sites import get_site
-    from .db import Database
+    from .db import Base, Database
 
     info = get_site(site)
     unit = (instrument or info.instrument or "").lower()
@@ -110,6 +110,7 @@ def init_site(
     url = db_url or f"sqlite:///{(instance / 'nres.sqlite').resolve()}"
     db = Database(url)
     try:
+        Base.metadata.create_all(db.engine)  # the SQLite file exists even when nothing is imported
         if targets is not None and len(db.targets_table()) == 0:
             db.import_csv("targets", targets)
         if layout == "idl":
