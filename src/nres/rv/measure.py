@@ -440,7 +440,12 @@ def _measure_mask(mask, lam, data, var, good, blaze, *, degree, v_range, clip, s
         num, den = ccf(grid)
         c = num.sum(0) / den.sum(0)
         params = _fit_gaussian(grid, c, v0, sigma)
+        offset = params[2] - v0
         v0, sigma = params[2], params[3]
+        # a window off-centre by d moves the fit by ~1e-5 d on simulated spectra (1 km/s -> 1 cm/s):
+        # once the fit is within 1 m/s of the window centre another pass changes nothing that matters
+        if abs(offset) < 1.0:
+            break
     # per-order velocities: one linearised step of the global profile (free level and depth) and
     # the exact propagation of the pixel variance through that linear estimator
     g0 = np.exp(-0.5 * ((grid - v0) / sigma) ** 2)
