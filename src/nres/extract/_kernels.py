@@ -240,6 +240,32 @@ def _fit_clipped(v, y, w, nterm, clip, n_clip):
     return coef, used, rms
 
 
+@njit_parallel
+def _bin_columns(data, var, good, bw):
+    """Mean of good pixels over bins of ``bw`` columns: (mean, variance of the mean, ok), each
+    (ny, nx // bw); ok = at least half the bin's pixels are good (else mean 0, variance inf)."""
+    ny, nx = data.shape
+    nb = nx // bw
+    mean = np.zeros((ny, nb))
+    mvar = np.full((ny, nb), np.inf)
+    ok = np.zeros((ny, nb), dtype=np.bool_)
+    for j in prange(ny):
+        for k in range(nb):
+            s = 0.0
+            v = 0.0
+            n = 0
+            for x in range(k * bw, (k + 1) * bw):
+                if good[j, x]:
+                    s += data[j, x]
+                    v += var[j, x]
+                    n += 1
+            if 2 * n >= bw and n > 0:
+                mean[j, k] = s / n
+                mvar[j, k] = v / (n * n)
+                ok[j, k] = True
+    return mean, mvar, ok
+
+
 def _warmup():
     """Compile every kernel on tiny inputs."""
     y = np.arange(40.0)
@@ -249,6 +275,7 @@ def _warmup():
     centers = np.full((1, 3), 20.0)
     _centroid_traces(data, data.copy(), good, centers, np.array([5.0]))
     _follow_traces(data, data.copy(), good, 1, np.array([20.0]), 5.0, 3.0, 1.5, 3)
+    _bin_columns(data, data.copy(), good, 2)
     v = np.vander(np.linspace(-1.0, 1.0, 8), 2)
     _fit_clipped(v, np.ones((2, 8)), np.ones((2, 8)), np.array([2, 1]), 4.0, 2)
     from ._extract_kernels import _warmup as _warmup_extraction

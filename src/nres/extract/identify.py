@@ -75,8 +75,8 @@ def _assign(found, ref, shift, scale, tolerance):
 
 def _match_column(found, ref, *, max_shift, max_scale, tolerance, min_ratio, x):
     """Best (shift, scale) and the assignment at one column; raises FitError if ambiguous."""
-    shifts = np.arange(-max_shift, max_shift + 0.5, 0.5)
-    n_scale = max(1, int(np.ceil(max_scale / 2.5e-4)))
+    shifts = np.arange(-max_shift, max_shift + 1.0, 1.0)  # 1 px steps under a 1 px Gaussian score
+    n_scale = max(1, int(np.ceil(max_scale / 5e-4)))  # 5e-4: 1 px at the detector edges
     scales = 1.0 + np.linspace(-max_scale, max_scale, 2 * n_scale + 1)
     score = _score_grid(found, ref, shifts, scales, 1.0)
     best = np.unravel_index(np.argmax(score), score.shape)

@@ -68,20 +68,10 @@ def _x_domain(nx, x0):
 
 
 def _binned(data, var, good):
-    """Column-binned mean image (ny, nb), its variance, and the frame x of each bin centre."""
-    ny, nx = data.shape
-    bw = min(_BIN, nx)
-    nb = nx // bw
-    sl = (slice(None), slice(0, nb * bw))
-    w = good[sl].reshape(ny, nb, bw)
-    n = w.sum(axis=2)
-    s = np.where(w, data[sl].reshape(ny, nb, bw), 0.0).sum(axis=2)
-    v = np.where(w, var[sl].reshape(ny, nb, bw), 0.0).sum(axis=2)
-    ok = n >= bw / 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(ok, s / n, 0.0)
-        mvar = np.where(ok, v / n**2, np.inf)
-    return mean, mvar, ok, np.arange(nb) * bw + (bw - 1) / 2.0
+    """Column-binned mean image (ny, nb), its variance, good map, and the frame x of each bin centre."""
+    bw = min(_BIN, data.shape[1])
+    mean, mvar, ok = _kernels._bin_columns(data, var, good, bw)
+    return mean, mvar, ok, np.arange(mean.shape[1]) * bw + (bw - 1) / 2.0
 
 
 def _seed_peaks(prof, pvar, pgood, min_snr):
@@ -231,7 +221,12 @@ def _measure(
     t = np.linspace(-1.0, 1.0, nx) if nx > 1 else np.zeros(1)
     h = _halfwidths(init, max_halfwidth) if halfwidth is None else np.asarray(halfwidth, np.float64)
     centers = np.where(valid, init, np.nan)
-    for _ in range(n_iter):
+    sparse = np.zeros(nx, dtype=bool)
+    sparse[::4] = True
+    for it in range(n_iter):
+        if it == 0 and n_iter > 1 and nx >= 256:
+            # the first pass only steers the window: every 4th column is plenty
+            centers = np.where(sparse, centers, np.nan)
         if centroid_reference == "integer_box":
             cen, w = _box_samples(data, good, centers)
             good_col = (w > 0) & valid
@@ -263,15 +258,15 @@ def _to_traces(coef_frame, used, rms, nx, y0, x0, *, ny, degree, orders, fibers,
     vf = legendre.legvander(t_full, degree)
     coef = np.linalg.solve(vf.T @ vf, vf.T @ yfit.T).T
     x_valid = np.empty((len(coef), 2))
+    on_frame = (yfit >= y0 - 0.5) & (yfit <= y0 + ny - 0.5)
     for i in range(len(coef)):
         cols = np.flatnonzero(used[i])
         lo, hi = cols[0], cols[-1]
-        on = (yfit[i] >= y0 - 0.5) & (yfit[i] <= y0 + ny - 0.5)
-        # extend over columns where the centre is still on the frame (its window was not)
-        while lo > 0 and lo > cols[0] - extend and on[lo - 1]:
-            lo -= 1
-        while hi < nx - 1 and hi < cols[-1] + extend and on[hi + 1]:
-            hi += 1
+        # extend (<= extend columns) where the centre is still on the frame (its window was not)
+        left = on_frame[i, max(lo - extend, 0) : lo][::-1]
+        right = on_frame[i, hi + 1 : hi + 1 + extend]
+        lo -= left.size if left.all() else int(np.argmin(left))
+        hi += right.size if right.all() else int(np.argmin(right))
         x_valid[i] = (lo + x0, hi + x0)
     meta = dict(meta)
     meta["FITRMS"] = float(np.nanmedian(rms)) if np.isfinite(rms).any() else -1.0
