@@ -3,6 +3,7 @@
 Full NRES frame: 2 lit fibers x 67 orders x 4096 columns on the lsc reference traces, Gaussian
 profiles (sigma 1.5 px), Poisson + read noise, 2000 cosmic-ray pixels. Target: optimal extraction
 with rejection under 0.5 s warm (PyReduce's slit decomposition: ~46 ms per order, ~6 s per frame).
+Also method="idl" (legacy) and measure_blaze + flat_correct on the extracted flat.
 Run: ``python benchmarks/bench_extract.py`` -> benchmarks/results/extract.json.
 """
 
@@ -14,7 +15,7 @@ from scipy.special import erf
 
 import nres
 from _common import time_cold_warm, write_results
-from nres.extract import extract, measure_profiles
+from nres.extract import extract, flat_correct, measure_blaze, measure_profiles
 
 
 def render(traces, level, rng=None, sigma=1.5, half=9):
@@ -46,10 +47,17 @@ def main():
     flat = render(traces, 3.0e4)
     frame = render(traces, 5.0e3, rng)
     prof = measure_profiles(flat, traces)
+    box = extract(flat, traces, method="box")
     cases = {
         "measure_profiles_full_frame": time_cold_warm(lambda: measure_profiles(flat, traces), repeat=2),
         "extract_box_full_frame": time_cold_warm(lambda: extract(frame, traces, method="box")),
         "extract_optimal_reject_full_frame": time_cold_warm(lambda: extract(frame, traces, profile=prof)),
+        "extract_idl_legacy_full_frame": time_cold_warm(
+            lambda: extract(frame, traces, profile=prof, method="idl", legacy=True)
+        ),
+        "measure_blaze_flat_correct_full_frame": time_cold_warm(
+            lambda: flat_correct(box, measure_blaze(box))
+        ),
     }
     cases["extract_optimal_reject_full_frame"]["target_s"] = 0.5
     cases["extract_optimal_reject_full_frame"]["peer"] = "PyReduce slit decomposition ~6 s per frame"
