@@ -62,3 +62,9 @@ def test_help_of_new_commands():
             [sys.executable, "-m", "nres.pipeline.cli", *args], capture_output=True, text=True
         )
         assert run.returncode == 0 and "usage: nres" in run.stdout
+
+
+def test_cli_literals_match_the_modules():
+    from nres.pipeline import cmd_db, db, legacy_csv
+
+    assert cmd_db.DEFAULT_URL == db.DEFAULT_URL and cmd_db.CSV_KINDS == legacy_csv.CSV_KINDS

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 __all__ = ["add_arguments", "run"]
 
+# literals, so that ``nres --help`` does not import SQLAlchemy (a test checks they match
+# nres.pipeline.db.DEFAULT_URL and nres.pipeline.legacy_csv.CSV_KINDS)
+DEFAULT_URL = "sqlite:///nres.sqlite"
+CSV_KINDS = ("standards", "zeros", "targets", "rv")
+
 
 def add_arguments(parser) -> None:
-    from .db import DEFAULT_URL
-    from .legacy_csv import CSV_KINDS
-
     sub = parser.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     imp = sub.add_parser(
         "import-csv",
