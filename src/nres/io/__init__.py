@@ -16,7 +16,11 @@ _EXPORTS = {
     "RawInfo": "rawinfo",
     "TargetInfo": "rawinfo",
     "parse_section": "sections",
+    "read_raw_info": "headers",
+    "read_idl_trace": "idl_trace_fits",
+    "write_idl_trace": "idl_trace_fits",
     "read_trace_seeds": "idl_traces",
+    "read_trace_samples": "idl_traces",
 }
 
 __all__ = sorted(_EXPORTS)
