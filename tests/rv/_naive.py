@@ -89,9 +89,35 @@ def template_model(x, half, start, seg, splines, s, pixel_mean):
     return tv, td
 
 
-def normal_equations_batch(t, tv, td, b, d, w, start, coef):
-    out = [
-        fit_normal_equations(*(arr[start[o] : start[o + 1]] for arr in (t, tv, td, b, d, w)), coef[o])
-        for o in range(start.size - 1)
-    ]
-    return tuple(np.array([o[k] for o in out]) for k in range(3))
+def fit_template_orders(
+    x, half, t, b, d, w, start, seg, splines, active, s0, margin, pixel_mean, degree, max_iter, tol
+):
+    """Twin of the fused Gauss-Newton kernel: scipy-spline model, numpy normal equations and solves."""
+    n_order = start.size - 1
+    s_out = np.full(n_order, np.nan)
+    sig_out = np.full(n_order, np.nan)
+    for o in range(n_order):
+        if not active[o]:
+            continue
+        sl = slice(start[o], start[o + 1])
+        one = np.array([0, start[o + 1] - start[o]])
+
+        def normal(s, poly, sl=sl, one=one, o=o):
+            tv, td = template_model(x[sl], half[sl], one, seg[o : o + 1], splines, [s], pixel_mean)
+            return fit_normal_equations(t[sl], tv, td, b[sl], d[sl], w[sl], poly)
+
+        s = s0
+        a, r, _ = normal(s, np.zeros(degree + 1))
+        poly = np.linalg.solve(a[:-1, :-1], r[:-1])
+        for _ in range(max_iter):
+            a, r, _ = normal(s, poly)
+            step = np.linalg.solve(a, r)
+            poly = poly + step[:-1]
+            s += step[-1]
+            if abs(s - s0) > margin:
+                break
+            if abs(step[-1]) < tol:
+                s_out[o] = s
+                sig_out[o] = np.sqrt(np.linalg.inv(a)[-1, -1])
+                break
+    return s_out, sig_out

@@ -104,20 +104,35 @@ def test_template_model_pixel_mean_of_a_cubic_is_exact():
     np.testing.assert_allclose(td, (poly(b) - poly(a)) / (b - a), rtol=0, atol=1e-6)
 
 
-def test_normal_equations_batch_matches_numpy():
-    rng = np.random.default_rng(9)
-    start = np.array([0, 100, 180, 300], dtype=np.int64)
-    n = 300
-    t = np.concatenate([np.linspace(-1, 1, k) for k in np.diff(start)])
-    args = [rng.uniform(0.5, 1.5, n) for _ in range(4)]
-    w = rng.uniform(0, 2, n)
-    w[::5] = 0.0
-    coef = rng.normal(size=(3, 4))
-    got = _kernels.normal_equations_batch(t, *args, w, start, coef)
-    want = _naive.normal_equations_batch(t, *args, w, start, coef)
-    for g, v in zip(got, want, strict=True):
-        # sums of ~100 products of O(1) terms: summation order only
-        np.testing.assert_allclose(g, v, rtol=1e-11, atol=1e-11)
+@pytest.mark.parametrize("pixel_mean", [False, True])
+def test_fit_template_orders_recovers_shift_and_matches_numpy(pixel_mean):
+    """Noiseless orders made from the template shifted by known s and a known continuum: the fused
+    fit recovers s, and its s and error match the twin's step-by-step numpy fit."""
+    tmpl, x, half, start, seg, _ = _model_inputs(np.random.default_rng(4))
+    x, half = x[:110], half[:110]  # the two orders with a segment; a third, inactive order below
+    s_true = np.array([3e-6, -5e-6])
+    one = np.array([0, 60, 110], dtype=np.int64)
+    tv, _ = _naive.template_model(x, half, one, seg[:2], tmpl._splines, s_true, pixel_mean)
+    t = np.concatenate([np.linspace(-1, 1, 60), np.linspace(-1, 1, 50)])
+    b = 1.0 + 0.2 * t
+    poly = 1000.0 * (1.0 + 0.1 * t - 0.05 * t**2)
+    d = np.where(np.isfinite(tv), b * poly * tv, 0.0)
+    w = np.where(np.isfinite(tv), 1.0 / np.abs(d + 100.0), 0.0)
+    # append an inactive order of 10 pixels
+    x, half, t, b, d, w = (np.concatenate([v, v[:10]]) for v in (x, half, t, b, d, w))
+    active = np.array([True, True, False])
+    args = (x, half, t, b, d, w, start, seg)
+    opts = (active, 0.0, 1e-4, pixel_mean, 2, 30, 1e-13)
+    s, sig = _kernels.fit_template_orders(*args, *tmpl._pieces, *opts)
+    s2, sig2 = _naive.fit_template_orders(*args, tmpl._splines, *opts)
+    assert np.isnan(s[2]) and np.isnan(sig[2]) and np.isnan(s2[2])
+    # the model is exact (same spline, same pixel means; the kernel's values agree with the twin's to
+    # ~1e-10 relative, which moves s by ~1e-10 x pixel ~ 1e-16): recovery to 1e-13 in s (3e-5 m/s),
+    # the iteration tolerance
+    np.testing.assert_allclose(s[:2], s_true, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(s[:2], s2[:2], rtol=0, atol=1e-13)
+    # the error: the same normal matrix up to the model's ~1e-9 relative derivative differences
+    np.testing.assert_allclose(sig[:2], sig2[:2], rtol=1e-7)
 
 
 def test_mask_ccf_matches_numpy_and_variance_is_exact():

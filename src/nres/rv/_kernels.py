@@ -16,7 +16,7 @@ __all__ = [
     "template_ccf",
     "template_model",
     "fit_normal_equations",
-    "normal_equations_batch",
+    "fit_template_orders",
     "mask_ccf",
     "mask_ccf_variance",
 ]
@@ -192,60 +192,167 @@ def template_model(x, half, start, seg, bp, bstart, coef, cum, s, pixel_mean):
     tv = np.empty(n_total)
     td = np.empty(n_total)
     for o in prange(start.size - 1):
-        g = seg[o]
-        for i in range(start[o], start[o + 1]):
-            tv[i] = np.nan
-            td[i] = np.nan
-        if g < 0:
-            continue
-        lo = bstart[g]
-        hi = bstart[g + 1]
-        u_lo = bp[lo]
-        u_hi = bp[hi - 1]
-        ka = lo
-        kb = lo
-        for i in range(start[o], start[o + 1]):
-            u = x[i] - s[o]
-            if pixel_mean:
-                a = u - half[i]
-                b = u + half[i]
-                if a < u_lo or b > u_hi or not b > a:
-                    continue
-                ka = _interval(bp, lo, hi, a, ka)
-                kb = _interval(bp, lo, hi, b, max(ka, kb))
-                fa = _pp_integral(coef, cum, ka, a - bp[ka])
-                fb = _pp_integral(coef, cum, kb, b - bp[kb])
-                tv[i] = (fb - fa) / (b - a)
-                td[i] = (_pp_value(coef, kb, b - bp[kb]) - _pp_value(coef, ka, a - bp[ka])) / (b - a)
-            else:
-                if u < u_lo or u > u_hi:
-                    continue
-                ka = _interval(bp, lo, hi, u, ka)
-                dx = u - bp[ka]
-                tv[i] = _pp_value(coef, ka, dx)
-                td[i] = (3.0 * coef[ka, 0] * dx + 2.0 * coef[ka, 1]) * dx + coef[ka, 2]
+        _model_order(x, half, start[o], start[o + 1], seg[o], bp, bstart, coef, cum, s[o], pixel_mean, tv, td)
     return tv, td
 
 
+@njit
+def _model_order(x, half, i0, i1, g, bp, bstart, coef, cum, s, pixel_mean, tv, td):
+    """:func:`template_model` for the pixels i0:i1 of one order (segment g, shift s), into tv, td."""
+    for i in range(i0, i1):
+        tv[i] = np.nan
+        td[i] = np.nan
+    if g < 0:
+        return
+    lo = bstart[g]
+    hi = bstart[g + 1]
+    u_lo = bp[lo]
+    u_hi = bp[hi - 1]
+    ka = lo
+    kb = lo
+    for i in range(i0, i1):
+        u = x[i] - s
+        if pixel_mean:
+            a = u - half[i]
+            b = u + half[i]
+            if a < u_lo or b > u_hi or not b > a:
+                continue
+            ka = _interval(bp, lo, hi, a, ka)
+            kb = _interval(bp, lo, hi, b, max(ka, kb))
+            fa = _pp_integral(coef, cum, ka, a - bp[ka])
+            fb = _pp_integral(coef, cum, kb, b - bp[kb])
+            tv[i] = (fb - fa) / (b - a)
+            td[i] = (_pp_value(coef, kb, b - bp[kb]) - _pp_value(coef, ka, a - bp[ka])) / (b - a)
+        else:
+            if u < u_lo or u > u_hi:
+                continue
+            ka = _interval(bp, lo, hi, u, ka)
+            dx = u - bp[ka]
+            tv[i] = _pp_value(coef, ka, dx)
+            td[i] = (3.0 * coef[ka, 0] * dx + 2.0 * coef[ka, 1]) * dx + coef[ka, 2]
+
+
+@njit
+def _cholesky_solve(a, r, n):
+    """Solve the leading n x n block of the symmetric positive-definite a against r[:n] (Cholesky);
+    NaNs if a is not positive definite."""
+    low = np.zeros((n, n))
+    out = np.full(n, np.nan)
+    for j in range(n):
+        acc = a[j, j]
+        for k in range(j):
+            acc -= low[j, k] * low[j, k]
+        if not acc > 0.0:
+            return out
+        low[j, j] = np.sqrt(acc)
+        for i in range(j + 1, n):
+            acc = a[i, j]
+            for k in range(j):
+                acc -= low[i, k] * low[j, k]
+            low[i, j] = acc / low[j, j]
+    y = np.zeros(n)
+    for i in range(n):
+        acc = r[i]
+        for k in range(i):
+            acc -= low[i, k] * y[k]
+        y[i] = acc / low[i, i]
+    for i in range(n - 1, -1, -1):
+        acc = y[i]
+        for k in range(i + 1, n):
+            acc -= low[k, i] * out[k]
+        out[i] = acc / low[i, i]
+    return out
+
+
 @njit_parallel
-def normal_equations_batch(t, tv, td, b, d, w, start, coef):
-    """:func:`fit_normal_equations` for every order of packed arrays (``start``); ``coef`` (n_order,
-    degree + 1). Returns a (n_order, degree + 2, degree + 2), r (n_order, degree + 2), chi2 (n_order,)."""
+def fit_template_orders(
+    x,
+    half,
+    t,
+    b,
+    d,
+    w,
+    start,
+    seg,
+    bp,
+    bstart,
+    coef,
+    cum,
+    active,
+    s0,
+    margin,
+    pixel_mean,
+    degree,
+    max_iter,
+    tol,
+):
+    """Gauss-Newton fits of (Legendre continuum, shift s) of every order in one call.
+
+    Per order: the continuum alone at ``s0`` (linear), then steps of the normal equations of
+    :func:`fit_normal_equations` with the model of :func:`template_model` until ``|step of s| < tol``
+    (converged) or ``|s - s0| > margin`` or a non-positive-definite system (failed). The error of s
+    is ``sqrt((J^T W J)^-1)[s, s]`` from the last step's matrix.
+
+    Parameters
+    ----------
+    x, half, t, b, d, w : float64 (n_total,)
+        As :func:`template_model` and :func:`fit_normal_equations`, packed (``start``).
+    seg : int64 (n_order,)
+    bp, bstart, coef, cum :
+        The template's pieces (:func:`template_model`).
+    active : bool (n_order,)
+        Orders to fit (others return NaN).
+    s0, margin, tol : float
+    pixel_mean : bool
+    degree, max_iter : int
+
+    Returns
+    -------
+    s, sigma : float64 (n_order,)
+        NaN where not converged.
+    """
     n_order = start.size - 1
-    npar = coef.shape[1] + 1
-    a = np.zeros((n_order, npar, npar))
-    r = np.zeros((n_order, npar))
-    chi2 = np.zeros(n_order)
+    npar = degree + 2
+    s_out = np.full(n_order, np.nan)
+    sig_out = np.full(n_order, np.nan)
+    tv = np.empty(x.size)
+    td = np.empty(x.size)
+    e_last = np.zeros(npar)
+    e_last[npar - 1] = 1.0
     for o in prange(n_order):
+        if not active[o]:
+            continue
         i0 = start[o]
         i1 = start[o + 1]
-        ao, ro, co = fit_normal_equations(
-            t[i0:i1], tv[i0:i1], td[i0:i1], b[i0:i1], d[i0:i1], w[i0:i1], coef[o].copy()
-        )
-        a[o] = ao
-        r[o] = ro
-        chi2[o] = co
-    return a, r, chi2
+        poly = np.zeros(degree + 1)
+        s = s0
+        _model_order(x, half, i0, i1, seg[o], bp, bstart, coef, cum, s, pixel_mean, tv, td)
+        a, r, _ = fit_normal_equations(t[i0:i1], tv[i0:i1], td[i0:i1], b[i0:i1], d[i0:i1], w[i0:i1], poly)
+        step = _cholesky_solve(a, r, npar - 1)
+        if not np.all(np.isfinite(step)):
+            continue
+        poly += step
+        converged = False
+        for _ in range(max_iter):
+            _model_order(x, half, i0, i1, seg[o], bp, bstart, coef, cum, s, pixel_mean, tv, td)
+            a, r, _ = fit_normal_equations(t[i0:i1], tv[i0:i1], td[i0:i1], b[i0:i1], d[i0:i1], w[i0:i1], poly)
+            step = _cholesky_solve(a, r, npar)
+            if not np.all(np.isfinite(step)):
+                break
+            poly += step[: npar - 1]
+            s += step[npar - 1]
+            if abs(s - s0) > margin:
+                break
+            if abs(step[npar - 1]) < tol:
+                converged = True
+                break
+        if converged:
+            # the covariance of the last step's matrix (s moved by < tol since)
+            var = _cholesky_solve(a, e_last, npar)[npar - 1]
+            if var > 0.0:
+                s_out[o] = s
+                sig_out[o] = np.sqrt(var)
+    return s_out, sig_out
 
 
 @njit
@@ -490,16 +597,29 @@ def _warmup():
         template_model(
             xs, np.full(8, 1e-3), start, np.zeros(1, dtype=np.int64), bp, bst, coef, bp, np.zeros(1), pm
         )
-    normal_equations_batch(
-        np.linspace(-1, 1, 8),
-        np.ones(8),
-        np.ones(8),
-        np.ones(8),
-        np.ones(8),
-        np.ones(8),
-        start,
-        np.ones((1, 2)),
-    )
+    ones = np.ones(8)
+    for pm in (True, False):
+        fit_template_orders(
+            xs,
+            np.full(8, 1e-3),
+            np.linspace(-1, 1, 8),
+            ones,
+            ones,
+            ones,
+            start,
+            np.zeros(1, dtype=np.int64),
+            bp,
+            bst,
+            coef,
+            bp,
+            np.ones(1, dtype=np.bool_),
+            0.0,
+            1e-4,
+            pm,
+            1,
+            2,
+            1e-13,
+        )
     edges = np.linspace(500.0, 501.0, 9)
     estart = np.array([0, 9], dtype=np.int64)
     lines = np.array([500.4]), np.array([500.45]), np.array([1.0])

@@ -294,77 +294,39 @@ def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_
     return float(s0), fine, ccf_fine / norm
 
 
-def _solve(a, r):
-    """Batched ``solve(a[k], r[k])``; NaN rows for singular systems."""
-    try:
-        return np.linalg.solve(a, r[..., None])[..., 0]
-    except np.linalg.LinAlgError:
-        out = np.full(r.shape, np.nan)
-        for k in range(r.shape[0]):
-            try:
-                out[k] = np.linalg.solve(a[k], r[k])
-            except np.linalg.LinAlgError:
-                pass
-        return out
-
-
 def _fit_orders(template, segs, x, data, var, good, blaze, s0, degree, margin, pixel_mean, max_iter=30):
-    """Gauss-Newton fits of (continuum polynomial, s) of every order at once (jitted model and normal
-    equations over all orders per iteration); returns (s, sigma_s, ok) per order."""
-    tol = 1e-13
+    """Gauss-Newton fits of (continuum polynomial, s) of every order in one jitted call (model,
+    normal equations and solves per order); returns (s, sigma_s, ok) per order."""
     n_o, n = x.shape
     segs = np.asarray(segs, dtype=np.int64)
     ranges = np.array([template.ln_range(k) if k >= 0 else (np.nan, np.nan) for k in segs]).reshape(-1, 2)
     with np.errstate(invalid="ignore"):
         use = good & (x - s0 - margin > ranges[:, :1]) & (x - s0 + margin < ranges[:, 1:])
-    active = (segs >= 0) & (use.sum(axis=1) > 2 * (degree + 2))
+    active = np.ascontiguousarray((segs >= 0) & (use.sum(axis=1) > 2 * (degree + 2)))
     use &= active[:, None]
     start = np.arange(n_o + 1, dtype=np.int64) * n
     flat = lambda arr: np.ascontiguousarray(arr, dtype=np.float64).ravel()  # noqa: E731
-    xf = flat(x)
-    tf = flat(np.broadcast_to(np.linspace(-1.0, 1.0, n), x.shape))
-    bf = flat(np.ones_like(x) if blaze is None else blaze)
-    df = flat(np.where(use, data, 0.0))
-    wf = flat(np.where(use, 1.0 / np.where(use, var, 1.0), 0.0))
-    # pixel half-widths in ln(lambda) (unused with pixel_mean off: the kernel then takes point values)
-    hf = flat(0.5 * np.abs(np.gradient(x, axis=1)))
-    pieces = template._pieces
-    s = np.full(n_o, float(s0))
-    coef = np.zeros((n_o, degree + 1))
-
-    def normal(s, coef):
-        tv, td = _kernels.template_model(xf, hf, start, segs, *pieces, s, pixel_mean)
-        return _kernels.normal_equations_batch(tf, tv, td, bf, df, wf, start, coef)
-
-    # the continuum alone at s0 (linear), then Gauss-Newton on (continuum, s)
-    a, r, _ = normal(s, coef)
-    coef[active] = _solve(a[active][:, :-1, :-1], r[active][:, :-1])
-    active &= np.all(np.isfinite(coef), axis=1)
-    ok = active.copy()
-    a_last = np.zeros((n_o, degree + 2, degree + 2))
-    for _ in range(max_iter):
-        if not active.any():
-            break
-        a, r, _ = normal(s, coef)
-        idx = np.flatnonzero(active)
-        # the covariance of a converged order is that of its last step (moved s by < tol)
-        a_last[idx] = a[idx]
-        step = _solve(a[idx], r[idx])
-        coef[idx] += step[:, :-1]
-        s[idx] += step[:, -1]
-        failed = ~np.isfinite(s[idx]) | (np.abs(s[idx] - s0) > margin) | ~np.all(np.isfinite(step), axis=1)
-        ok[idx[failed]] = False
-        active[idx[failed]] = False
-        active[idx[np.abs(step[:, -1]) < tol]] = False
-    ok &= ~active  # still iterating after max_iter: not converged
-    sig = np.full(n_o, np.nan)
-    for k in np.flatnonzero(ok):
-        try:
-            sig[k] = np.sqrt(np.linalg.inv(a_last[k])[-1, -1])
-        except np.linalg.LinAlgError:
-            pass
-    ok &= np.isfinite(sig) & (sig > 0)
-    return np.where(ok, s, np.nan), np.where(ok, sig, np.nan), ok
+    s, sig = _kernels.fit_template_orders(
+        flat(x),
+        # pixel half-widths in ln(lambda) (unused with pixel_mean off: the kernel then takes point values)
+        flat(0.5 * np.abs(np.gradient(x, axis=1))),
+        flat(np.broadcast_to(np.linspace(-1.0, 1.0, n), x.shape)),
+        flat(np.ones_like(x) if blaze is None else blaze),
+        flat(np.where(use, data, 0.0)),
+        flat(np.where(use, 1.0 / np.where(use, var, 1.0), 0.0)),
+        start,
+        segs,
+        *template._pieces,
+        active,
+        float(s0),
+        float(margin),
+        bool(pixel_mean),
+        int(degree),
+        int(max_iter),
+        1e-13,
+    )
+    ok = np.isfinite(s) & np.isfinite(sig)
+    return s, sig, ok
 
 
 def _measure_template(template, lam, data, var, good, blaze, *, degree, v_range, clip, pixel_mean):
