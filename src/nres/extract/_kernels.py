@@ -160,6 +160,36 @@ def _follow_traces(img, var, good, k0, y_start, min_snr, h, max_step, max_miss):
 
 
 @njit
+def _solve_small(g, r):
+    """Solve g c = r for a small symmetric positive-definite g (Cholesky; no LAPACK, so the kernel
+    compiles fast). g (q, q), r (q,) float64; returns c (q,)."""
+    q = r.size
+    low = np.zeros((q, q))
+    for i in range(q):
+        for j in range(i + 1):
+            s = g[i, j]
+            for k in range(j):
+                s -= low[i, k] * low[j, k]
+            if i == j:
+                low[i, i] = np.sqrt(s) if s > 0.0 else 1e-300
+            else:
+                low[i, j] = s / low[j, j]
+    z = np.zeros(q)
+    for i in range(q):
+        s = r[i]
+        for k in range(i):
+            s -= low[i, k] * z[k]
+        z[i] = s / low[i, i]
+    c = np.zeros(q)
+    for i in range(q - 1, -1, -1):
+        s = z[i]
+        for k in range(i + 1, q):
+            s -= low[k, i] * c[k]
+        c[i] = s / low[i, i]
+    return c
+
+
+@njit
 def _fit_clipped(v, y, w, nterm, clip, n_clip):
     """Weighted least-squares fits of many traces on one basis, with iterative sigma clipping.
 
@@ -208,7 +238,7 @@ def _fit_clipped(v, y, w, nterm, clip, n_clip):
             for i in range(q):
                 for j in range(i):
                     g[i, j] = g[j, i]
-            c = np.linalg.solve(g, r)
+            c = _solve_small(g, r)
             z = np.empty(cnt)
             k = 0
             res = np.empty(nx)
@@ -220,7 +250,9 @@ def _fit_clipped(v, y, w, nterm, clip, n_clip):
                 if u[x]:
                     z[k] = abs(res[x]) * np.sqrt(w[t, x])
                     k += 1
-            lim = clip * max(1.4826 * np.median(z), 1e-12)
+            zs = np.sort(z)
+            med = 0.5 * (zs[(cnt - 1) // 2] + zs[cnt // 2])
+            lim = clip * max(1.4826 * med, 1e-12)
             changed = False
             for x in range(nx):
                 if u[x] and abs(res[x]) * np.sqrt(w[t, x]) > lim:
@@ -240,7 +272,7 @@ def _fit_clipped(v, y, w, nterm, clip, n_clip):
     return coef, used, rms
 
 
-@njit_parallel
+@njit
 def _bin_columns(data, var, good, bw):
     """Mean of good pixels over bins of ``bw`` columns: (mean, variance of the mean, ok), each
     (ny, nx // bw); ok = at least half the bin's pixels are good (else mean 0, variance inf)."""
@@ -249,7 +281,7 @@ def _bin_columns(data, var, good, bw):
     mean = np.zeros((ny, nb))
     mvar = np.full((ny, nb), np.inf)
     ok = np.zeros((ny, nb), dtype=np.bool_)
-    for j in prange(ny):
+    for j in range(ny):  # serial: memory-bound, and a parallel build compiles much slower
         for k in range(nb):
             s = 0.0
             v = 0.0
