@@ -1,12 +1,13 @@
 """Benchmarks of nres.calib: in-memory stack vs ccdproc, process_ccd of a full raw frame, and the
 peak memory of stacking from paths in row slabs. Writes benchmarks/results/calib.json.
 
-Run: ``python benchmarks/bench_calib.py [n_path_frames]`` (needs the ``bench`` extra: ccdproc).
+Run: ``python benchmarks/bench_calib.py [n_path_frames] [--skip-paths]`` (needs the ``bench`` extra: ccdproc).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -44,7 +45,9 @@ def bench_stack(cases):
 
     rng = np.random.default_rng(1)
     frames = _frames(10, rng)
-    case = time_cold_warm(lambda: calib.stack(frames), repeat=3)
+    load_before = os.getloadavg()
+    case = time_cold_warm(lambda: calib.stack(frames), repeat=5)
+    case["loadavg_1_5_15"] = [load_before, os.getloadavg()]
     ours = calib.stack(frames)
     t0 = time.perf_counter()
     ref = ccdproc.combine(
@@ -89,7 +92,9 @@ def bench_process(cases):
     dark = CCDData(
         np.full(SHAPE, 1e-3), unit="electron/s", uncertainty=VarianceUncertainty(np.full(SHAPE, 1e-8))
     )
-    case = time_cold_warm(lambda: calib.process_ccd(rawc, bias=bias, dark=dark), repeat=5)
+    load_before = os.getloadavg()
+    case = time_cold_warm(lambda: calib.process_ccd(rawc, bias=bias, dark=dark), repeat=7)
+    case["loadavg_1_5_15"] = [load_before, os.getloadavg()]
     case.update(target_s=0.3, passed=case["warm_s"] < 0.3)
     cases["process_ccd_full_frame"] = case
 
@@ -139,10 +144,16 @@ def bench_paths(cases, n):
 
 
 def main():
-    n_paths = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    # "--skip-paths": keep the path cases of the previous results (they take minutes)
+    args = [a for a in sys.argv[1:] if a != "--skip-paths"]
+    n_paths = int(args[0]) if args else 20
     cases = {}
-    for n in sorted({10, n_paths}):
-        bench_paths(cases, n)
+    if "--skip-paths" in sys.argv:
+        old = json.loads((Path(__file__).parent / "results" / "calib.json").read_text())["cases"]
+        cases.update({k: v for k, v in old.items() if "_paths_" in k})
+    else:
+        for n in sorted({10, n_paths}):
+            bench_paths(cases, n)
     bench_process(cases)
     bench_stack(cases)
     write_results("calib", cases)
