@@ -20,7 +20,8 @@ ORDERS = [80, 81, 82]
 @pytest.fixture(scope="module", autouse=True)
 def one_numba_thread():
     """Hundreds of fits of 3 x 1024 pixels: one numba thread (on a loaded 2-core machine the threads'
-    start and join cost 10-100x the work). The kernels' parallel paths are tested in test_kernels.py."""
+    start and join cost 4-75x the work, measured). The kernels' parallel paths are tested in
+    test_kernels.py."""
     previous = numba.get_num_threads()
     set_num_threads(1)
     yield
