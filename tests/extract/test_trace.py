@@ -178,3 +178,14 @@ def test_refine_from_a_trace_file_of_the_original(tmp_path, seed_traces, make_fl
     assert len(errs) >= 20
     for key, (rms, mx) in errs.items():
         assert rms < 0.01 and mx < 0.05, key
+
+
+def test_find_traces_is_thread_safe(shifted_flat, seed_traces):
+    from concurrent.futures import ThreadPoolExecutor
+
+    flat, _ = shifted_flat
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: find_traces(flat, reference=seed_traces), range(4)))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r.coefficients, results[0].coefficients)
+        np.testing.assert_array_equal(r.orders, results[0].orders)
