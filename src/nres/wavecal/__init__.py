@@ -1,12 +1,16 @@
 """nres.wavecal: ThAr line finding, matching, the physical-model start and the wavelength solution.
 
 Public API: :func:`find_lines`, :func:`solve`, :func:`apply_solution`, :class:`WavelengthSolution`,
-:class:`LineFlag`.
+:class:`LineFlag`; fiber offsets and the TRIPLE (:func:`measure_fiber_offsets`,
+:func:`combine_doubles`), drift from the simultaneous ThAr (:func:`measure_drift`).
 """
 
+from .drift import Drift, DriftCorrectedSolution, measure_drift
+from .fibers import FiberOffsets, measure_fiber_offsets
 from .lines import LineFlag, find_lines
 from .solution import WavelengthSolution, correction_basis
 from .solve import Z0_PER_FL, apply_solution, solve
+from .triple import combine_doubles
 
 __all__ = [
     "find_lines",
@@ -16,4 +20,10 @@ __all__ = [
     "WavelengthSolution",
     "correction_basis",
     "Z0_PER_FL",
+    "FiberOffsets",
+    "measure_fiber_offsets",
+    "combine_doubles",
+    "Drift",
+    "DriftCorrectedSolution",
+    "measure_drift",
 ]
