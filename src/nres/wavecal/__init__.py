@@ -2,11 +2,13 @@
 
 Public API: :func:`find_lines`, :func:`solve`, :func:`apply_solution`, :class:`WavelengthSolution`,
 :class:`LineFlag`; fiber offsets and the TRIPLE (:func:`measure_fiber_offsets`,
-:func:`combine_doubles`), drift from the simultaneous ThAr (:func:`measure_drift`).
+:func:`combine_doubles`), drift from the simultaneous ThAr (:func:`measure_drift`);
+the original's end-to-end fit for parity (:func:`thar_fitall_legacy`, :func:`fit_idl`, :class:`IDLFit`).
 """
 
 from .drift import Drift, DriftCorrectedSolution, measure_drift
 from .fibers import FiberOffsets, measure_fiber_offsets
+from .idl_fit import IDLFit, fit_idl, thar_fitall_legacy
 from .lines import LineFlag, find_lines
 from .solution import WavelengthSolution, correction_basis
 from .solve import Z0_PER_FL, apply_solution, solve
@@ -26,4 +28,7 @@ __all__ = [
     "Drift",
     "DriftCorrectedSolution",
     "measure_drift",
+    "fit_idl",
+    "thar_fitall_legacy",
+    "IDLFit",
 ]
