@@ -414,6 +414,420 @@ def _idl_fit(ebox, vbox, prof, blk_k, blk_f, orddy, valid, profile_weights):
     return a_out, b_out, c_out, v_out, sing
 
 
+# ----- joint extraction of overlapping traces ---------------------------------------------------------
+@njit
+def _band_ldl(nb, n, kb, lb, dd):
+    """LDL^T of a symmetric band matrix: ``nb[i, k] = N[i, i - k]`` (k = 0..kb) -> ``lb[i, k] =
+    L[i, i - k]`` (unit diagonal) and ``dd[i] = D[i]``. Returns False if a pivot is not positive."""
+    for i in range(n):
+        for k in range(kb, 0, -1):
+            j = i - k
+            if j < 0:
+                continue
+            s = nb[i, k]
+            for m in range(max(i - kb, j - kb, 0), j):
+                s -= lb[i, i - m] * lb[j, j - m] * dd[m]
+            lb[i, k] = s / dd[j]
+        s = nb[i, 0]
+        for m in range(max(i - kb, 0), i):
+            s -= lb[i, i - m] * lb[i, i - m] * dd[m]
+        if not s > 0.0:
+            return False
+        dd[i] = s
+        lb[i, 0] = 1.0
+    return True
+
+
+@njit
+def _band_solve(lb, dd, n, kb, rhs, x):
+    """Solve ``L D L^T x = rhs`` with the factors of :func:`_band_ldl`."""
+    for i in range(n):
+        s = rhs[i]
+        for m in range(max(i - kb, 0), i):
+            s -= lb[i, i - m] * x[m]
+        x[i] = s
+    for i in range(n):
+        x[i] /= dd[i]
+    for i in range(n - 1, -1, -1):
+        s = x[i]
+        for m in range(i + 1, min(i + kb, n - 1) + 1):
+            s -= lb[m, m - i] * x[m]
+        x[i] = s
+
+
+@njit
+def _band_inverse_diag(lb, dd, n, kb, sb, out):
+    """Diagonal of ``N^-1`` from its LDL^T factors (Takahashi's recurrence on the band only).
+
+    ``sb`` (n, kb + 1) is scratch for the band of the inverse, ``sb[i, k] = S[i, i - k]``.
+    """
+    for i in range(n - 1, -1, -1):
+        top = min(i + kb, n - 1)
+        for j in range(top, i, -1):
+            s = 0.0
+            for m in range(i + 1, top + 1):
+                # S[j, m] from the band (|j - m| <= kb since both lie in (i, i + kb])
+                s -= lb[m, m - i] * (sb[j, j - m] if j >= m else sb[m, m - j])
+            sb[j, j - i] = s
+        s = 1.0 / dd[i]
+        for m in range(i + 1, top + 1):
+            s -= lb[m, m - i] * sb[m, m - i]
+        sb[i, 0] = s
+        out[i] = s
+
+
+@njit_parallel
+def _joint_extract(
+    data,
+    var0,
+    good,
+    centers,
+    prof,
+    blk_k,
+    blk_f,
+    grid0,
+    gstep,
+    half,
+    n_iter,
+    kappa,
+    max_reject,
+    rejected,
+):
+    """Optimal extraction fitting, column by column, the fluxes of all traces at once.
+
+    Each trace's own pixels are the rows touching ``[c - half, c + half]``; every trace whose profile
+    (offsets ``grid0 .. grid0 + (ngrid - 1) gstep``) reaches a pixel contributes to its model
+    ``m_j = sum_t f_t P_t(j - c_t)``. The fluxes minimise ``sum_j (d_j - m_j)^2 / V_j`` over the union
+    of the own pixels, ``V_j = var0_j + max(m_j, 0)`` (model variance, ``n_iter`` reweighted solves of
+    the banded normal equations); then the worst own pixel of each trace beyond ``kappa`` sigma is
+    rejected and the column refitted, at most ``max_reject`` times. Traces that do not overlap give
+    exactly the single-trace Horne estimate.
+
+    Parameters are those of :func:`_extract` (``half`` the aperture half height).
+
+    Returns
+    -------
+    flux, fvar, pcover : (ntr, nx) float64
+        Fluxes, their variance (diagonal of the inverse normal matrix), and the profile weight of the
+        good own pixels over the whole aperture's.
+    contam, own : (ntr, nx) float64
+        Light of the other traces' model inside the trace's box aperture (fractional edge rows, good
+        pixels), and the trace's own model light there.
+    nrej, status : (ntr, nx) int64
+        Rejected pixels (positive outliers counted, negative ones add 1000); ST_NO_WEIGHT bits.
+    """
+    ntr, nx = centers.shape
+    ny = data.shape[0]
+    ng = prof.shape[2]
+    hi_ext = grid0 + (ng - 1) * gstep
+    const_v0 = var0.shape[0] == 1 and var0.shape[1] == 1
+    flux = np.full((ntr, nx), np.nan)
+    fvar = np.full((ntr, nx), np.nan)
+    pcover = np.zeros((ntr, nx))
+    contam = np.full((ntr, nx), np.nan)
+    own = np.full((ntr, nx), np.nan)
+    nrej = np.zeros((ntr, nx), dtype=np.int64)
+    status = np.zeros((ntr, nx), dtype=np.int64)
+    nap = int(2.0 * half + 3.0)
+    for i in prange(nx):
+        na = 0
+        cs = np.empty(ntr)
+        for t in range(ntr):
+            if np.isfinite(centers[t, i]):
+                cs[na] = centers[t, i]
+                na += 1
+        if na == 0:
+            continue
+        tid = np.empty(na, dtype=np.int64)
+        cc = np.empty(na)
+        na = 0
+        for t in range(ntr):
+            if np.isfinite(centers[t, i]):
+                tid[na] = t
+                na += 1
+        srt = np.argsort(cs[:na])
+        tid = tid[srt]
+        for u in range(na):
+            cc[u] = centers[tid[u], i]
+        k = blk_k[i]
+        f = blk_f[i]
+        # own rows (clipped to the frame) and the union of them over the column, in increasing rows
+        jlo = np.empty(na, dtype=np.int64)
+        jhi = np.empty(na, dtype=np.int64)
+        rows = np.empty(na * nap, dtype=np.int64)
+        npx = 0
+        last = -1
+        for u in range(na):
+            jlo[u] = max(int(np.floor(cc[u] - half + 0.5)), 0)
+            jhi[u] = min(int(np.ceil(cc[u] + half - 0.5)), ny - 1)
+            for j in range(max(jlo[u], last + 1), jhi[u] + 1):
+                if good[j, i]:
+                    rows[npx] = j
+                    npx += 1
+            last = max(last, jhi[u])
+        if npx == 0:
+            for u in range(na):
+                status[tid[u], i] |= ST_NO_WEIGHT
+            continue
+        # contributors of each row: a contiguous range of the sorted traces (two pointers)
+        first = np.empty(npx, dtype=np.int64)
+        count = np.empty(npx, dtype=np.int64)
+        a = 0
+        b = 0
+        kmax = 1
+        for q in range(npx):
+            j = rows[q]
+            while a < na and cc[a] < j - hi_ext:
+                a += 1
+            if b < a:
+                b = a
+            while b < na and cc[b] <= j - grid0:
+                b += 1
+            first[q] = a
+            count[q] = b - a
+            kmax = max(kmax, b - a)
+        pv = np.zeros((npx, kmax))
+        for q in range(npx):
+            for m in range(count[q]):
+                u = first[q] + m
+                pv[q, m] = _profile_value(prof, tid[u], k, f, grid0, gstep, rows[q] - cc[u])
+        # own pixel ranges in the row list, profile coverage, activity, start values
+        qlo = np.searchsorted(rows[:npx], jlo)
+        qhi = np.searchsorted(rows[:npx], jhi, side="right")
+        active = np.zeros(na, dtype=np.bool_)
+        fl = np.zeros(na)
+        use = np.ones(npx, dtype=np.bool_)
+        for u in range(na):
+            ptot = 0.0
+            for j in range(int(np.floor(cc[u] - half + 0.5)), int(np.ceil(cc[u] + half - 0.5)) + 1):
+                ptot += _profile_value(prof, tid[u], k, f, grid0, gstep, j - cc[u])
+            pgood = 0.0
+            sd = 0.0
+            for q in range(qlo[u], qhi[u]):
+                m = u - first[q]
+                if 0 <= m < count[q] and pv[q, m] > 0.0:
+                    pgood += pv[q, m]
+                    sd += data[rows[q], i]
+            if pgood > 0.0 and ptot > 0.0:
+                active[u] = True
+                pcover[tid[u], i] = pgood / ptot
+                fl[u] = sd / pgood
+            else:
+                status[tid[u], i] |= ST_NO_WEIGHT
+        # inactive traces leave the model
+        for q in range(npx):
+            for m in range(count[q]):
+                if not active[first[q] + m]:
+                    pv[q, m] = 0.0
+        kb = kmax - 1
+        nb = np.zeros((na, kb + 1))
+        lb = np.zeros((na, kb + 1))
+        dd = np.ones(na)
+        rhs = np.zeros(na)
+        ok = True
+        for r in range(max_reject + 1):
+            for _it in range(n_iter):
+                nb[:, :] = 0.0
+                rhs[:] = 0.0
+                for q in range(npx):
+                    if not use[q]:
+                        continue
+                    j = rows[q]
+                    mod = 0.0
+                    for m in range(count[q]):
+                        mod += fl[first[q] + m] * pv[q, m]
+                    v = (var0[0, 0] if const_v0 else var0[j, i]) + max(mod, 0.0)
+                    dv = data[j, i] / v
+                    for m in range(count[q]):
+                        u = first[q] + m
+                        pw = pv[q, m] / v
+                        rhs[u] += pv[q, m] * dv
+                        for l in range(m + 1):
+                            nb[u, m - l] += pw * pv[q, l]
+                for u in range(na):
+                    if not active[u] or nb[u, 0] <= 0.0:
+                        active[u] = False
+                        for m in range(kb + 1):
+                            nb[u, m] = 0.0
+                        for m in range(1, kb + 1):
+                            if u + m < na:
+                                nb[u + m, m] = 0.0
+                        nb[u, 0] = 1.0
+                        rhs[u] = 0.0
+                ok = _band_ldl(nb, na, kb, lb, dd)
+                if not ok:
+                    break
+                _band_solve(lb, dd, na, kb, rhs, fl)
+            if not ok:
+                break
+            nnew = 0
+            for u in range(na):
+                if not active[u]:
+                    continue
+                worst = -1
+                zmax = kappa * kappa
+                for q in range(qlo[u], qhi[u]):
+                    if not use[q]:
+                        continue
+                    j = rows[q]
+                    mod = 0.0
+                    for m in range(count[q]):
+                        mod += fl[first[q] + m] * pv[q, m]
+                    v = (var0[0, 0] if const_v0 else var0[j, i]) + max(mod, 0.0)
+                    z = (data[j, i] - mod) ** 2 / v
+                    if z > zmax:
+                        zmax = z
+                        worst = q
+                if worst >= 0 and r < max_reject:
+                    use[worst] = False
+                    j = rows[worst]
+                    rejected[j, i] = True
+                    mod = 0.0
+                    for m in range(count[worst]):
+                        mod += fl[first[worst] + m] * pv[worst, m]
+                    nrej[tid[u], i] += 1 if data[j, i] > mod else 1000
+                    nnew += 1
+            if nnew == 0:
+                break
+        if not ok:
+            for u in range(na):
+                status[tid[u], i] |= ST_NO_WEIGHT
+            continue
+        # variance from the converged model; an active trace whose own pixels were all rejected
+        # keeps only its neighbours' pixels: flag it rather than report a wing-only flux
+        nb[:, :] = 0.0
+        for q in range(npx):
+            if not use[q]:
+                continue
+            j = rows[q]
+            mod = 0.0
+            for m in range(count[q]):
+                mod += fl[first[q] + m] * pv[q, m]
+            v = (var0[0, 0] if const_v0 else var0[j, i]) + max(mod, 0.0)
+            for m in range(count[q]):
+                u = first[q] + m
+                for l in range(m + 1):
+                    nb[u, m - l] += pv[q, m] * pv[q, l] / v
+        for u in range(na):
+            if not active[u] or nb[u, 0] <= 0.0:
+                for m in range(kb + 1):
+                    nb[u, m] = 0.0
+                for m in range(1, kb + 1):
+                    if u + m < na:
+                        nb[u + m, m] = 0.0
+                nb[u, 0] = 1.0
+        if not _band_ldl(nb, na, kb, lb, dd):
+            for u in range(na):
+                status[tid[u], i] |= ST_NO_WEIGHT
+            continue
+        sb = np.zeros((na, kb + 1))
+        vdiag = np.empty(na)
+        _band_inverse_diag(lb, dd, na, kb, sb, vdiag)
+        for u in range(na):
+            t = tid[u]
+            if not active[u]:
+                status[t, i] |= ST_NO_WEIGHT
+                continue
+            flux[t, i] = fl[u]
+            fvar[t, i] = vdiag[u]
+            # the other traces' light inside the box aperture (good pixels, fractional edges)
+            cn = 0.0
+            ow = 0.0
+            for q in range(qlo[u], qhi[u]):
+                j = rows[q]
+                w = min(j + 0.5, cc[u] + half) - max(j - 0.5, cc[u] - half)
+                if w <= 0.0:
+                    continue
+                for m in range(count[q]):
+                    uu = first[q] + m
+                    if uu == u:
+                        ow += w * fl[uu] * pv[q, m]
+                    else:
+                        cn += w * fl[uu] * pv[q, m]
+            contam[t, i] = cn
+            own[t, i] = ow
+    return flux, fvar, pcover, contam, own, nrej, status
+
+
+@njit_parallel
+def _render_model(ny, centers, flux, prof, blk_k, blk_f, grid0, gstep):
+    """Model image (ny, nx): the sum over traces of ``flux[t, i] P_t(j - c)`` wherever the profile
+    reaches (NaN centres or fluxes are skipped). Parallel over columns."""
+    ntr, nx = centers.shape
+    ng = prof.shape[2]
+    hi_ext = grid0 + (ng - 1) * gstep
+    out = np.zeros((ny, nx))
+    for i in prange(nx):
+        k = blk_k[i]
+        f = blk_f[i]
+        for t in range(ntr):
+            c = centers[t, i]
+            fl = flux[t, i]
+            if not (np.isfinite(c) and np.isfinite(fl)):
+                continue
+            j0 = max(int(np.ceil(c + grid0)), 0)
+            j1 = min(int(np.floor(c + hi_ext)), ny - 1)
+            for j in range(j0, j1 + 1):
+                out[j, i] += fl * _profile_value(prof, t, k, f, grid0, gstep, j - c)
+    return out
+
+
+@njit_parallel
+def _joint_profile_samples(
+    data, model, good, centers, flux, prof, blk_k, blk_f, blk, nblock, grid0, gstep, ngrid, rmax, rsym, pfloor
+):
+    """Profile samples of every trace with the other traces' model light removed.
+
+    As :func:`_profile_samples`, each good pixel within ``rmax`` of a trace gives the sample
+    ``(data - model + own) / flux`` at offset ``d = j - c`` (own = the trace's share of ``model``,
+    recomputed from ``prof`` with blocks ``blk_k``/``blk_f``), split between the two nearest nodes of
+    the output grid ``grid0 + gstep * n`` (n < ngrid, the grid of ``prof``); ``blk`` (nx,) assigns
+    columns to output blocks. A sample's weight ``o^2 / (o^2 + r^2)`` (o = flux times the larger of
+    the trace's profile at d and -d, at least ``pfloor``; r = the other traces' model light) keeps
+    pixels dominated by a neighbour's light from deciding the profile. Beyond ``rsym`` px the wings are
+    taken as symmetric: each sample also counts at -d, so a wing hidden under a neighbour's light is
+    measured from its clean side. Parallel over traces (independent outputs).
+    """
+    ntr, nx = centers.shape
+    ny = data.shape[0]
+    sv = np.zeros((ntr, nblock, ngrid))
+    sw = np.zeros((ntr, nblock, ngrid))
+    for t in prange(ntr):
+        for i in range(nx):
+            c = centers[t, i]
+            fl = flux[t, i]
+            b = blk[i]
+            if b < 0 or not np.isfinite(c) or not fl > 0.0:
+                continue
+            jlo = max(int(np.ceil(c - rmax)), 0)
+            jhi = min(int(np.floor(c + rmax)), ny - 1)
+            for j in range(jlo, jhi + 1):
+                if not good[j, i]:
+                    continue
+                d = j - c
+                pd = _profile_value(prof, t, blk_k[i], blk_f[i], grid0, gstep, d)
+                pm = _profile_value(prof, t, blk_k[i], blk_f[i], grid0, gstep, -d)
+                own = fl * pd
+                oth = model[j, i] - own
+                o = fl * max(pd, pm, pfloor)
+                w = o * o / (o * o + oth * oth)
+                v = (data[j, i] - oth) / fl
+                for side in range(2):
+                    dd = d if side == 0 else -d
+                    if side == 1 and abs(d) <= rsym:
+                        break
+                    g = (dd - grid0) / gstep
+                    i0 = int(np.floor(g))
+                    if i0 < 0 or i0 >= ngrid - 1:
+                        continue
+                    u = g - i0
+                    sv[t, b, i0] += (1.0 - u) * w * v
+                    sw[t, b, i0] += (1.0 - u) * w
+                    sv[t, b, i0 + 1] += u * w * v
+                    sw[t, b, i0 + 1] += u * w
+    return sv, sw
+
+
 def _warmup():
     """Compile every kernel on tiny inputs."""
     y = np.arange(30.0)
@@ -464,3 +878,27 @@ def _warmup():
             pw,
         )
     _profile_value(prof, 0, 0, 0.5, -8.0, 0.5, 0.3)
+    # two overlapping traces for the joint kernels
+    cen2 = np.ascontiguousarray(np.vstack([centers, centers - 6.0]))
+    prof2 = np.ascontiguousarray(np.vstack([prof, prof]))
+    bk, bf = np.zeros(4, dtype=np.int64), np.zeros(4)
+    _joint_extract(data, var0 + data, good, cen2, prof2, bk, bf, -8.0, 0.5, 3.0, 2, 5.0, 1, rej)
+    model = _render_model(data.shape[0], cen2, np.full((2, 4), 100.0), prof2, bk, bf, -8.0, 0.5)
+    _joint_profile_samples(
+        data,
+        model,
+        good,
+        cen2,
+        np.full((2, 4), 100.0),
+        prof2,
+        bk,
+        bf,
+        bk,
+        1,
+        -8.0,
+        0.5,
+        grid.size,
+        7.0,
+        4.0,
+        1e-6,
+    )

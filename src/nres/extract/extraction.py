@@ -109,6 +109,7 @@ def extract(
     bleed_margin=3,
     max_rejected_weight=0.3,
     return_rejected=False,
+    joint=True,
     **idl_options,
 ):
     """Extract every lit (fiber, order) of a frame.
@@ -146,6 +147,12 @@ def extract(
         is flagged COSMIC_RAY (positive outliers) or OUTLIER (negative ones).
     return_rejected : bool
         Also return the boolean (ny, nx) map of rejected pixels.
+    joint : bool
+        With a profile: fit the fluxes of all extracted traces together in each column, so light
+        in a trace's pixels from its neighbours' profile wings is modelled, not absorbed (default).
+        "optimal" then returns each trace's own flux; "box" subtracts the neighbours' modelled
+        light from the aperture sum. Traces whose profiles do not reach each other give exactly
+        the single-trace results. ``joint=False``: the single-trace Horne fit and the plain box.
     **idl_options
         With ``method="idl"`` only: ``brightness, shift, shift_tolerance, max_shift_iterations,
         legacy`` and the legacy options ``idl_weights, idl_errors, idl_shift_fiber,
@@ -178,16 +185,22 @@ def extract(
     if optimal and not isinstance(profile, Profiles):
         msg = "extract: method='optimal' needs profile=Profiles (see nres.extract.measure_profiles)"
         raise InvalidParameterError(msg)
+    if profile is not None and not isinstance(profile, Profiles):
+        msg = f"extract: profile must be a Profiles or None, got {type(profile).__name__}"
+        raise InvalidParameterError(msg)
     if int(n_iter) < 1 or not kappa > 0 or int(max_reject) < 0:
         msg = f"extract: need n_iter >= 1, kappa > 0, max_reject >= 0; got {n_iter}, {kappa}, {max_reject}"
         raise InvalidParameterError(msg)
+    # the joint fit runs for optimal extraction, and for box extraction given a profile (to remove
+    # the neighbours' light from the aperture)
+    fit_joint = bool(joint) and profile is not None
     sel = _select(traces, frame, fibers)
     dataT, varT, goodT = _frame_arrays(frame, "extract: frame")
     ny, nx = dataT.shape
     meta = getattr(frame, "meta", None)
     cen, xfull = _window_centers(sel, (ny, nx), meta)
     half = 0.5 * sel.box_height
-    rn = _read_noise(frame, read_noise) if optimal else 0.0
+    rn = _read_noise(frame, read_noise) if (optimal or fit_joint) else 0.0
     dark = np.asarray(dark, dtype=np.float64)
     if background is None and dark.ndim == 0:
         var0T = np.full((1, 1), rn * rn + float(dark))
@@ -200,15 +213,18 @@ def extract(
                 raise InvalidParameterError(msg)
             var0 = var0 + np.maximum(bkg, 0.0)
         var0T = np.ascontiguousarray(var0)
-    if optimal:
+    if profile is not None:
         prof = np.ascontiguousarray(profile.for_traces(sel))
         grid0, gstep = _grid(profile)
         blk_k, blk_f = profile.block_weights(xfull)
     else:
         prof, grid0, gstep = np.zeros((len(sel), 1, 2)), 0.0, 1.0
         blk_k, blk_f = np.zeros(nx, dtype=np.int64), np.zeros(nx)
+    blk_k = np.ascontiguousarray(blk_k, dtype=np.int64)
+    blk_f = np.ascontiguousarray(blk_f, dtype=np.float64)
     rejT = np.zeros((ny, nx), dtype=np.bool_)
     nmax = int(max_reject) if reject else 0
+    single_optimal = optimal and not fit_joint
     flux, fvar, box, bvar, m1, m2, pcov, nrej, status = _k._extract(
         dataT,
         varT,
@@ -216,17 +232,43 @@ def extract(
         goodT,
         cen,
         prof,
-        np.ascontiguousarray(blk_k, dtype=np.int64),
-        np.ascontiguousarray(blk_f, dtype=np.float64),
+        blk_k,
+        blk_f,
         grid0,
         gstep,
         half,
-        optimal,
+        single_optimal,
         int(n_iter),
         float(kappa),
         nmax,
         rejT,
     )
+    contam = own = None
+    if fit_joint:
+        # traces off the frame or outside x_valid (box status) keep their place in the fit but report NaN
+        flux, fvar, pcov, contam, own, nrej, jstatus = _k._joint_extract(
+            dataT,
+            var0T,
+            goodT,
+            cen,
+            prof,
+            blk_k,
+            blk_f,
+            grid0,
+            gstep,
+            half,
+            int(n_iter),
+            float(kappa),
+            nmax,
+            rejT,
+        )
+        edge = (status & (_k.ST_EDGE | _k.ST_NO_WEIGHT)) != 0
+        status |= jstatus if optimal else 0
+        for arr in (flux, fvar, contam, own):
+            arr[edge] = np.nan
+        if not optimal:
+            # box sum minus the other traces' model light in the aperture
+            box = box - contam
     val, var = (flux, fvar) if optimal else (box, bvar)
 
     flags = np.zeros((len(sel), nx), dtype=FLAG_DTYPE)
@@ -291,6 +333,23 @@ def extract(
     table["n_rejected"] = (nrej % 1000).sum(axis=1) + (nrej // 1000).sum(axis=1)
     table["n_flagged"] = ((flags & FLAG_DTYPE(Flag.COSMIC_RAY | Flag.OUTLIER)) != 0).sum(axis=1)
     table["n_bleed"] = n_bleed
+    # light of the neighbouring traces' profiles inside each aperture, as a fraction of the trace's
+    # own light there (NaN without a joint fit): where it is not ~0 the plain box is contaminated
+    if contam is not None:
+        with np.errstate(all="ignore"):
+            frac = contam / own
+        ok = np.isfinite(frac)
+        table["contamination"] = [
+            np.median(frac[t, ok[t]]) if ok[t].any() else np.nan for t in range(len(sel))
+        ]
+        table["contamination_max"] = [
+            np.max(np.abs(frac[t, ok[t]])) if ok[t].any() else np.nan for t in range(len(sel))
+        ]
+        table["overlap"] = [bool(np.any(contam[t, ok[t]] != 0.0)) for t in range(len(sel))]
+    else:
+        table["contamination"] = np.full(len(sel), np.nan)
+        table["contamination_max"] = np.full(len(sel), np.nan)
+        table["overlap"] = np.zeros(len(sel), dtype=bool)
 
     out_meta = dict(meta) if meta is not None else {}
     record_provenance(
@@ -302,6 +361,7 @@ def extract(
         max_reject=nmax,
         box_height=float(sel.box_height),
         read_noise=rn,
+        joint=fit_joint,
     )
     out_meta["EXTRACTION"] = table
     spec = EchelleSpectrum(

@@ -196,112 +196,43 @@ def _dummy_profile():
     return np.zeros((1, 1, 2)), 0.0, 1.0
 
 
-def measure_profiles(
-    flat,
-    traces,
-    *,
-    n_blocks=16,
-    half_extent=None,
-    step=0.02,
-    knot_spacing=0.25,
-    profile_anchor=None,
-    legacy=False,
-) -> Profiles:
-    """Measure normalised cross-dispersion profiles per (fiber, order, block) from a lamp flat.
+def _lit_traces(traces, meta):
+    """Boolean (n_traces,): traces of the fibers lit in a frame (all when OBJECTS is absent)."""
+    if meta is None or "OBJECTS" not in meta:
+        return np.ones(len(traces), dtype=bool)
+    from .identify import lit_fibers
 
-    Every good pixel within ``half_extent`` of a trace, divided by its column's flux over
-    ``[c - half_extent, c + half_extent]`` (fractional edge pixels), is a sample of the profile at
-    offset ``j - c``; a tilted trace samples all sub-pixel phases within a block of columns. The
-    samples of a block are binned on a ``step`` grid and smoothed by a least-squares cubic spline
-    (knots every ``knot_spacing`` px); the result is normalised to ``sum * step = 1``.
+    return np.isin(traces.fibers, lit_fibers(meta))
 
-    Parameters
-    ----------
-    flat : CCDData
-        Lamp flat in electrons (background-subtracted), shape (ny, nx), possibly a window.
-    traces : Traces
-        Traces of the lit fibers (full-detector coordinates).
-    n_blocks : int
-        Blocks of columns along x (profiles are interpolated linearly between block centres).
-    half_extent : float or None
-        Half height (px) over which the profile is measured and normalised (its "full wings");
-        default ``traces.box_height / 2 + 2.5``.
-    step, knot_spacing : float
-        Grid step and spline knot spacing (px) in dy.
-    profile_anchor : {"center", "idl"} or None
-        "center": each block's profile describes its centre column (default). "idl": the original's
-        anchoring at the block's left edge (legacy; see docs/legacy.md).
-    legacy : bool
-        Shorthand for all legacy options.
 
-    Returns
-    -------
-    Profiles
-        ``data`` of shape (n_fiber, n_order, n_blocks, n_dy) with ``dy`` the offset grid.
+def _knots(grid, rcore, knot_spacing, wing_knot_spacing):
+    """Cubic-spline knots over ``grid``: every ``knot_spacing`` px within ``rcore`` of the centre,
+    every ``wing_knot_spacing`` px beyond (the wings are smooth and faint)."""
+    lo, hi = float(grid[0]), float(grid[-1])
+    if rcore >= hi:
+        nk = max(int(np.floor(2 * rcore / knot_spacing)), 2)
+        inner = np.linspace(lo, hi, nk + 1)[1:-1]
+    else:
+        nk = max(int(np.floor(2 * rcore / knot_spacing)), 2)
+        core = np.linspace(-rcore, rcore, nk + 1)
+        nw = max(int(np.ceil((hi - rcore) / wing_knot_spacing)), 1)
+        wing = np.linspace(rcore, hi, nw + 1)[:-1]
+        inner = np.unique(np.r_[-wing, core, wing])
+    inner = np.asarray(inner)
+    return np.r_[[lo] * 4, inner, [hi] * 4], inner
 
-    Raises
-    ------
-    InvalidParameterError
-        Bad frame, or parameters out of range.
-    FitError
-        No trace has enough samples.
-    """
-    opts = _legacy.resolve("measure_profiles", legacy, profile_anchor=profile_anchor)
-    if int(n_blocks) < 1 or not step > 0 or not knot_spacing > step:
-        msg = f"measure_profiles: need n_blocks >= 1 and 0 < step < knot_spacing, got {n_blocks}, {step}, "
-        msg += f"{knot_spacing}"
-        raise InvalidParameterError(msg)
-    rmax = float(traces.box_height) / 2.0 + 2.5 if half_extent is None else float(half_extent)
-    if not rmax > 1.0:
-        msg = f"measure_profiles: half_extent must exceed 1 px, got {rmax}"
-        raise InvalidParameterError(msg)
-    dataT, varT, goodT = _frame_arrays(flat, "measure_profiles: flat")
-    nx = dataT.shape[1]
-    meta = getattr(flat, "meta", None)
-    cen, xfull = _window_centers(traces, dataT.shape, meta)
-    n_blocks = int(min(n_blocks, nx))
-    edges = np.linspace(0, nx, n_blocks + 1).round().astype(int)
-    blk = np.repeat(np.arange(n_blocks), np.diff(edges)).astype(np.int64)
-    block_x = np.array([xfull[a:b].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)])
-    width = float(nx) / n_blocks
-    # normalising flux: fractional-edge sum over the full extent
-    prof0, g0, gs = _dummy_profile()
-    rej = np.zeros(goodT.shape, dtype=np.bool_)
-    _, _, flux, _, _, _, _, _, status = _k._extract(
-        dataT,
-        varT,
-        varT,
-        goodT,
-        cen,
-        prof0,
-        np.zeros(nx, dtype=np.int64),
-        np.zeros(nx),
-        g0,
-        gs,
-        rmax,
-        False,
-        1,
-        5.0,
-        0,
-        rej,
-    )
-    flux = np.where(status == 0, flux, np.nan)  # columns with masked or off-frame pixels are skipped
-    ngrid = int(np.floor(2 * rmax / step)) + 1
-    grid0 = -0.5 * (ngrid - 1) * step
-    grid = grid0 + step * np.arange(ngrid)
-    sv, sw = _k._profile_samples(
-        dataT, goodT, cen, np.nan_to_num(flux, nan=-1.0), blk, n_blocks, grid0, step, ngrid, rmax
-    )
-    nk = max(int(np.floor(2 * rmax / knot_spacing)), 2)
-    inner = np.linspace(grid[0], grid[-1], nk + 1)[1:-1]
-    knots = np.r_[[grid[0]] * 4, inner, [grid[-1]] * 4]
-    out = np.zeros((len(traces), n_blocks, ngrid))
-    n_bad = 0
-    n_pooled = 0
+
+def _smooth_blocks(sv, sw, grid, knots, inner, fit, out, prior=0.0):
+    """Spline-smooth the binned samples ``sv / sw`` (ntr, nblock, ngrid) of the traces where ``fit``
+    into ``out`` (normalised to ``sum * step = 1``); returns (n_bad, n_pooled)."""
+    ntr, n_blocks, _ = sv.shape
+    step = grid[1] - grid[0]
+    nk = inner.size + 1
+    cell = np.clip(np.searchsorted(inner, grid, side="right"), 0, nk - 1)
+    n_bad = n_pooled = 0
     # a knot interval is covered when it holds samples; a block of a nearly flat trace samples few
     # sub-pixel phases, so its neighbours' samples are pooled in until every interval is covered
-    cell = np.clip(np.searchsorted(inner, grid, side="right"), 0, nk - 1)
-    for t in range(len(traces)):
+    for t in np.flatnonzero(fit):
         for b in range(n_blocks):
             for reach in range(n_blocks):
                 lo, hi = max(b - reach, 0), min(b + reach + 1, n_blocks)
@@ -312,28 +243,218 @@ def measure_profiles(
             ok = w > 0
             if ok.sum() < 4:
                 n_bad += 1
+                out[t, b] = 0.0
                 continue
-            mean = sv[t, lo:hi].sum(axis=0)[ok] / w[ok]
+            # shrinking towards 0 by a tiny pseudo-weight leaves well-sampled nodes alone (bias
+            # < 1e-6 relative) but keeps nodes whose samples were all dominated by a neighbour's
+            # light (weights ~1e-10, see _joint_profile_samples) from taking its residuals
+            w0 = prior * w[ok].max()
+            mean = sv[t, lo:hi].sum(axis=0)[ok] / (w[ok] + w0)
+            # spline weights bounded to 1e-4..1 of the largest: weights spanning 1e10 make the
+            # spline's normal equations lose ~1e-6 of the peak to round-off in the faint nodes
+            wfit = np.sqrt(np.maximum(w[ok], 1e-4 * w[ok].max())) if prior > 0 else np.sqrt(w[ok])
             try:
-                spl = make_lsq_spline(grid[ok], mean, knots, k=3, w=np.sqrt(w[ok]))
+                spl = make_lsq_spline(grid[ok], mean, knots, k=3, w=wfit)
                 p = spl(grid)
             except (ValueError, np.linalg.LinAlgError):
                 p = np.interp(grid, grid[ok], mean)
             total = p.sum() * step
             if not total > 0:
                 n_bad += 1
+                out[t, b] = 0.0
                 continue
             out[t, b] = p / total
+    return n_bad, n_pooled
+
+
+def measure_profiles(
+    flat,
+    traces,
+    *,
+    n_blocks=16,
+    half_extent=None,
+    step=0.02,
+    knot_spacing=0.25,
+    wing_knot_spacing=1.0,
+    joint=True,
+    n_joint=6,
+    profile_anchor=None,
+    legacy=False,
+) -> Profiles:
+    """Measure normalised cross-dispersion profiles per (fiber, order, block) from lamp flats.
+
+    Every good pixel within ``half_extent`` of a trace, divided by its column's flux, is a sample
+    of the profile at offset ``j - c``; a tilted trace samples all sub-pixel phases within a block
+    of columns. The samples of a block are binned on a ``step`` grid and smoothed by a
+    least-squares cubic spline (knots every ``knot_spacing`` px in the core, ``wing_knot_spacing``
+    beyond ``box_height / 2 + 2.5``); the result is normalised to ``sum * step = 1`` over
+    ``[-half_extent, half_extent]``.
+
+    With ``joint=True`` (default) the profiles of neighbouring traces are measured together, so
+    wings that reach the next trace are neither lost nor double counted: starting from the
+    single-trace profiles of the cores, ``n_joint`` times the fluxes of all lit traces are fitted
+    jointly per column (:func:`~nres.extract.extract`'s joint fit), the other traces' model light
+    is subtracted from each pixel, and each profile is re-measured from what remains, normalised
+    by the joint flux. Two flats with different lit fibers (NRES fibers 0+1 and 1+2) pin down the
+    wings between two lit traces, where one flat alone cannot tell whose wing a pixel's light is
+    (their fluxes are nearly proportional): pass both.
+
+    Parameters
+    ----------
+    flat : CCDData or sequence of CCDData
+        Lamp flat(s) in electrons (scattered light subtracted), each (ny, nx), possibly windows of
+        the same shape and origin. ``meta["OBJECTS"]`` names the lit fibers (all, if absent).
+    traces : Traces
+        Traces of the fibers (full-detector coordinates).
+    n_blocks : int
+        Blocks of columns along x (profiles are interpolated linearly between block centres).
+    half_extent : float or None
+        Half height (px) over which the profile is measured and normalised (its "full wings");
+        default ``2 * box_height`` with ``joint=True``, else ``box_height / 2 + 2.5``.
+    step, knot_spacing, wing_knot_spacing : float
+        Grid step and spline knot spacings (px) in dy.
+    joint : bool
+        Measure neighbouring traces' profiles together (see above).
+    n_joint : int
+        Joint iterations (each a flux fit and a re-measurement).
+    profile_anchor : {"center", "idl"} or None
+        "center": each block's profile describes its centre column (default). "idl": the original's
+        anchoring at the block's left edge (legacy; see docs/legacy.md).
+    legacy : bool
+        Shorthand for all legacy options.
+
+    Returns
+    -------
+    Profiles
+        ``data`` of shape (n_fiber, n_order, n_blocks, n_dy) with ``dy`` the offset grid;
+        ``meta["NJOINT"]`` joint iterations, ``meta["DPROF"]`` the largest change of a profile value
+        (relative to its peak) in the last one.
+
+    Raises
+    ------
+    InvalidParameterError
+        Bad frame, or parameters out of range.
+    FitError
+        No trace has enough samples.
+    """
+    opts = _legacy.resolve("measure_profiles", legacy, profile_anchor=profile_anchor)
+    if int(n_blocks) < 1 or not step > 0 or not knot_spacing > step or not wing_knot_spacing > step:
+        msg = f"measure_profiles: need n_blocks >= 1 and 0 < step < knot_spacing, got {n_blocks}, {step}, "
+        msg += f"{knot_spacing}, {wing_knot_spacing}"
+        raise InvalidParameterError(msg)
+    if int(n_joint) < 0:
+        msg = f"measure_profiles: n_joint must be >= 0, got {n_joint}"
+        raise InvalidParameterError(msg)
+    joint = bool(joint)
+    rcore = float(traces.box_height) / 2.0 + 2.5
+    if half_extent is None:
+        rmax = 2.0 * float(traces.box_height) if joint else rcore
+    else:
+        rmax = float(half_extent)
+    if not rmax > 1.0:
+        msg = f"measure_profiles: half_extent must exceed 1 px, got {rmax}"
+        raise InvalidParameterError(msg)
+    flats = list(flat) if isinstance(flat, (list, tuple)) else [flat]
+    if not flats:
+        msg = "measure_profiles: flat must be a frame or a non-empty sequence of frames"
+        raise InvalidParameterError(msg)
+    arrays = [_frame_arrays(f, "measure_profiles: flat") for f in flats]
+    shape = arrays[0][0].shape
+    metas = [getattr(f, "meta", None) for f in flats]
+    if any(a[0].shape != shape for a in arrays) or len({window_origin(m) for m in metas}) > 1:
+        msg = "measure_profiles: the flats must have the same shape and window origin"
+        raise InvalidParameterError(msg)
+    nx = shape[1]
+    cen, xfull = _window_centers(traces, shape, metas[0])
+    lit = np.array([_lit_traces(traces, m) for m in metas])  # (n_flat, n_traces)
+    n_blocks = int(min(n_blocks, nx))
+    edges = np.linspace(0, nx, n_blocks + 1).round().astype(int)
+    blk = np.repeat(np.arange(n_blocks), np.diff(edges)).astype(np.int64)
+    block_x = np.array([xfull[a:b].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)])
+    width = float(nx) / n_blocks
+    interp = "linear" if opts["profile_anchor"] == "center" else "idl_rebin"
+    ngrid = int(np.floor(2 * rmax / step)) + 1
+    grid0 = -0.5 * (ngrid - 1) * step
+    grid = grid0 + step * np.arange(ngrid)
+    knots, inner = _knots(grid, rcore if joint else rmax, knot_spacing, wing_knot_spacing)
+
+    # single-trace start (the cores only, when joint): normalising flux = fractional-edge sum
+    r0 = min(rcore, rmax) if joint else rmax
+    prof0, g0, gs = _dummy_profile()
+    sv = np.zeros((len(traces), n_blocks, ngrid))
+    sw = np.zeros_like(sv)
+    for (dataT, varT, goodT), use in zip(arrays, lit, strict=True):
+        rej = np.zeros(goodT.shape, dtype=np.bool_)
+        _, _, flux, _, _, _, _, _, status = _k._extract(
+            dataT, varT, varT, goodT, cen, prof0, np.zeros(nx, dtype=np.int64), np.zeros(nx),
+            g0, gs, r0, False, 1, 5.0, 0, rej,
+        )  # fmt: skip
+        # columns with masked or off-frame pixels, and unlit traces, are skipped
+        flux = np.where((status == 0) & use[:, None], flux, -1.0)
+        a, b = _k._profile_samples(dataT, goodT, cen, flux, blk, n_blocks, grid0, step, ngrid, r0)
+        sv += a
+        sw += b
+    fit = lit.any(axis=0)
+    out = np.zeros((len(traces), n_blocks, ngrid))
+    # the start is smoothed on the part of the grid it sampled (zero beyond: the joint passes add
+    # the wings); the normalisation over the full grid is unchanged by the zeros
+    core = np.abs(grid) <= r0 + 1e-9
+    knots0, inner0 = (knots, inner) if core.all() else _knots(grid[core], r0, knot_spacing, wing_knot_spacing)
+    sub = np.zeros((len(traces), n_blocks, int(core.sum())))
+    n_bad, n_pooled = _smooth_blocks(sv[..., core], sw[..., core], grid[core], knots0, inner0, fit, sub)
+    out[..., core] = sub
+    n_bad += int((~fit).sum()) * n_blocks
     if n_bad == len(traces) * n_blocks:
         msg = "measure_profiles: no (trace, block) of the flat had enough good samples"
         raise FitError(msg)
+
+    dprof = np.nan
+    n_done = 0
+    if joint and n_joint > 0:
+        tmp = Profiles(
+            out[None], [0], np.arange(len(traces)), block_x, grid, interpolation=interp, block_width=width
+        )
+        blk_k, blk_f = tmp.block_weights(xfull)
+        blk_k = np.ascontiguousarray(blk_k, dtype=np.int64)
+        blk_f = np.ascontiguousarray(blk_f)
+        half = 0.5 * float(traces.box_height)
+        for _ in range(int(n_joint)):
+            sv[:] = 0.0
+            sw[:] = 0.0
+            for (dataT, _, goodT), use, m in zip(arrays, lit, metas, strict=True):
+                sub = np.flatnonzero(use)
+                cen_l = np.ascontiguousarray(cen[sub])
+                prof_l = np.ascontiguousarray(out[sub])
+                rn = float(m["RDNOISE"]) if m is not None and "RDNOISE" in m else 0.0
+                var0 = np.full((1, 1), max(rn * rn, 1.0))
+                rej = np.zeros(goodT.shape, dtype=np.bool_)
+                flux, _, _, _, _, _, jst = _k._joint_extract(
+                    dataT, var0, goodT, cen_l, prof_l, blk_k, blk_f, grid0, step, half, 2, 5.0, 2, rej
+                )
+                flux = np.where(jst == 0, flux, np.nan)
+                model = _k._render_model(shape[0], cen_l, flux, prof_l, blk_k, blk_f, grid0, step)
+                good = goodT & ~rej
+                a, b = _k._joint_profile_samples(
+                    dataT, model, good, cen_l, np.nan_to_num(flux, nan=-1.0), prof_l, blk_k, blk_f,
+                    blk, n_blocks, grid0, step, ngrid, rmax, rcore, 1e-6,
+                )  # fmt: skip
+                sv[sub] += a
+                sw[sub] += b
+            new = np.zeros_like(out)
+            n_bad, n_pooled = _smooth_blocks(sv, sw, grid, knots, inner, fit, new, prior=1e-6)
+            n_bad += int((~fit).sum()) * n_blocks
+            peak = out.max(axis=-1, keepdims=True)
+            with np.errstate(all="ignore"):
+                dprof = float(np.nanmax(np.abs(new - out) / np.where(peak > 0, peak, np.nan)))
+            out = new
+            n_done += 1
     fibers = np.unique(traces.fibers)
     orders = np.unique(traces.orders)
     data = np.zeros((fibers.size, orders.size, n_blocks, ngrid))
     for t, (fib, order) in enumerate(zip(traces.fibers, traces.orders, strict=True)):
         data[np.searchsorted(fibers, fib), np.searchsorted(orders, order)] = out[t]
-    interp = "linear" if opts["profile_anchor"] == "center" else "idl_rebin"
-    meta_out = {"HALFEXT": rmax, "STEP": step, "NBADBLK": n_bad, "NPOOLED": n_pooled}
+    meta_out = {"HALFEXT": rmax, "STEP": step, "NBADBLK": n_bad, "NPOOLED": n_pooled, "NJOINT": n_done}
+    meta_out["DPROF"] = dprof
     record_provenance(
         meta_out,
         "nres.extract.measure_profiles",
@@ -341,6 +462,10 @@ def measure_profiles(
         half_extent=rmax,
         dy_step=step,
         knot_spacing=knot_spacing,
+        wing_knot_spacing=wing_knot_spacing,
+        joint=joint,
+        n_joint=n_done,
+        n_flats=len(flats),
         **opts,
     )
     return Profiles(
