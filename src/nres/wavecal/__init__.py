@@ -8,6 +8,15 @@ the original's end-to-end fit for parity (:func:`thar_fitall_legacy`, :func:`fit
 
 from .drift import Drift, DriftCorrectedSolution, measure_drift
 from .fibers import FiberOffsets, measure_fiber_offsets
+from .idl_products import (
+    IDLThar,
+    IDLTriple,
+    compare_idl_wavelengths,
+    read_e91_wavelengths,
+    read_thar,
+    read_trip,
+    recompute_idl_wavelengths,
+)
 from .idl_fit import IDLFit, fit_idl, thar_fitall_legacy
 from .lines import LineFlag, find_lines
 from .solution import WavelengthSolution, correction_basis
