@@ -4,7 +4,10 @@ Fixture ``tests/data/wavecal_thar_fit_gdl.npz``: GDL's gsw=0 catalogue (all 1845
 matched lines, fitted C0..C14 and scalars, and the final wavelengths and the truth at every 64th
 column. The formal 1-sigma errors of the physical parameters of this fit (from the matched lines'
 xperr) are 3.6e-8 in sinalp, 2.3e-4 mm in fl and 1.2e-4 mm in y0: the parity tolerances below are
-small fractions of them.
+small fractions of them. The LM stopping point depends on last-bit rounding (the legacy Jacobian
+is made of differences of a few rounding units): perturbing the catalogue positions by 1e-6 px
+moves it by up to 2.3e-9 in sinalp, 2.1e-5 mm in fl and y0, 1.7e-6 nm in lam_c and 0.95% in
+chi2; the tolerances cover that spread, so the tests do not depend on this machine's libm.
 """
 
 import dataclasses
@@ -59,8 +62,8 @@ def test_matched_lines_identical(legacy_fit, gdl):
     np.testing.assert_array_equal(lines["wavelength"].to_value(u.nm), gdl["matched_line"])
     # model wavelengths and residuals at the final parameters: 1.3e-6 nm measured (the two LM runs
     # stop at slightly different points of the same minimum, see the parameter test)
-    np.testing.assert_allclose(lines["model"].to_value(u.nm), gdl["matched_model"], rtol=0, atol=2e-6)
-    np.testing.assert_allclose(lines["residual"].to_value(u.nm), gdl["matched_residual"], rtol=0, atol=2e-6)
+    np.testing.assert_allclose(lines["model"].to_value(u.nm), gdl["matched_model"], rtol=0, atol=3e-6)
+    np.testing.assert_allclose(lines["residual"].to_value(u.nm), gdl["matched_residual"], rtol=0, atol=3e-6)
     # matcherr: IDL keeps dlambda/dx in single precision (3.2e-6 relative measured)
     np.testing.assert_allclose(lines["error"].to_value(u.nm), gdl["matched_error"], rtol=1e-5)
     # the unmatched lines of the skipped top order (index 66) keep a zero residual, as in IDL
@@ -71,15 +74,16 @@ def test_physical_parameters(legacy_fit, gdl):
     s = gdl["scalars"]  # nmatch, sinalp, grinc, fl, y0, z0, rms_c, dlam2_c, chi2_c, mgbdisp, lammid
     q = legacy_fit.qc
     assert q["nmatch"] == int(s[0])
-    # measured: 1.9e-9 (0.05 sigma), 8.6e-7 mm (0.004 sigma), 1.3e-5 mm (0.11 sigma); limits 0.15 sigma
+    # measured: 1.9e-9 (0.05 sigma), 8.6e-7 mm (0.004 sigma), 1.3e-5 mm (0.11 sigma); limits about
+    # twice the rounding spread (module docstring), <= 0.33 sigma
     assert abs(q["sinalp"] - s[1]) < 5e-9
     # GDL converts to degrees with single-precision !pi (2.1e-6 deg at 76.36 deg): undo that first
     grinc_gdl = s[2] * float(np.float32(math.pi)) / math.pi
     assert abs(q["grinc"] - grinc_gdl) < math.degrees(5e-9 / math.cos(math.radians(s[2])))
-    assert abs(q["fl"] - s[3]) < 3.5e-5
-    assert abs(q["y0"] - s[4]) < 2e-5
+    assert abs(q["fl"] - s[3]) < 5e-5
+    assert abs(q["y0"] - s[4]) < 4e-5
     # z0 follows fl through the tie 1.5751e-4 per mm
-    assert abs(q["z0"] - s[5]) < 1.5751e-4 * 3.5e-5 + 1e-12
+    assert abs(q["z0"] - s[5]) < 1.5751e-4 * 5e-5 + 1e-12
 
 
 def test_coefficients_and_scalars(legacy_fit, gdl):
@@ -91,19 +95,19 @@ def test_coefficients_and_scalars(legacy_fit, gdl):
     # lammid 1.3e-8 nm measured
     assert abs(q["rms_nm"] - s[6]) < 1e-8
     assert abs(q["dlam2"] / s[7] - 1) < 3e-4
-    assert abs(q["chi2"] / s[8] - 1) < 3e-3
+    assert abs(q["chi2"] / s[8] - 1) < 2e-2
     assert abs(q["mgbdisp"] - s[9]) < 2e-6
     assert abs(q["lammid"] - s[10]) < 1e-7
     np.testing.assert_allclose(
-        legacy_fit.lines["best"].to_value(u.nm), gdl["matched_best"], rtol=0, atol=2e-6
+        legacy_fit.lines["best"].to_value(u.nm), gdl["matched_best"], rtol=0, atol=3e-6
     )
 
 
 def test_final_wavelengths(legacy_fit, gdl):
     lam = legacy_fit.wavelength_grid().to_value(u.nm)[:, gdl["lam_columns"]]
     # the README's expectation for lam_c is ~1e-6 nm; 8.7e-7 max and 2.3e-7 rms measured
-    np.testing.assert_allclose(lam, gdl["lam_c"], rtol=0, atol=2e-6)
-    assert np.sqrt(np.mean((lam - gdl["lam_c"]) ** 2)) < 5e-7
+    np.testing.assert_allclose(lam, gdl["lam_c"], rtol=0, atol=3e-6)
+    assert np.sqrt(np.mean((lam - gdl["lam_c"]) ** 2)) < 1e-6
 
 
 def test_rcubic_reproduces_gdl_given_its_matches(gdl, start):
