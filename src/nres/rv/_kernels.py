@@ -19,6 +19,7 @@ __all__ = [
     "fit_template_orders",
     "mask_ccf",
     "mask_ccf_variance",
+    "fit_blocks",
 ]
 
 
@@ -578,6 +579,102 @@ def mask_ccf_variance(edges, estart, b, var, pstart, lline, hline, wline, lrange
     return out
 
 
+@njit_parallel
+def fit_blocks(x, half, c, d, w, start, seg, bp, bstart, coef, cum, s0, margin, pixel_mean, max_iter, tol):
+    """Gauss-Newton fits of ``m_i = c_i (aa + bb T(x_i - s))`` to every block in one call.
+
+    Blocks are packed like orders (``start``); ``c_i`` is a known per-pixel factor (blaze times the
+    ratio of the data's and the template's continua). Unknowns: additive level ``aa``, scale ``bb``
+    and shift ``s = ln(1 + z)`` with the exact Jacobian ``c_i (1, T_i, -bb T'_i)``. Start: the linear
+    (aa, bb) fit at ``s0``; steps until ``|step of s| < tol`` (converged) or ``|s - s0| > margin`` or a
+    singular system (failed). Errors from the inverse of the last step's normal matrix (weights
+    ``w = 1 / variance``, so it is the covariance).
+
+    Parameters
+    ----------
+    x, half, c, d, w : float64 (n_total,)
+        ln(wavelength), pixel half-width in ln(wavelength), factor, data, weight (0 = bad), packed.
+    start : int64 (n_block + 1,)
+    seg : int64 (n_block,)
+        Template segment of each block (-1: skipped).
+    bp, bstart, coef, cum :
+        The template's pieces (:func:`template_model`).
+    s0, margin, tol : float
+    pixel_mean : bool
+    max_iter : int
+
+    Returns
+    -------
+    params : float64 (n_block, 3)
+        (aa, bb, s); NaN where not converged.
+    sigma : float64 (n_block, 3)
+        Their standard errors.
+    """
+    nb = start.size - 1
+    params = np.full((nb, 3), np.nan)
+    sigma = np.full((nb, 3), np.nan)
+    tv = np.empty(x.size)
+    td = np.empty(x.size)
+    for k in prange(nb):
+        if seg[k] < 0:
+            continue
+        i0 = start[k]
+        i1 = start[k + 1]
+        aa = 0.0
+        bb = 0.0
+        s = s0
+        converged = False
+        a = np.zeros((3, 3))
+        for it in range(max_iter + 1):
+            _model_order(x, half, i0, i1, seg[k], bp, bstart, coef, cum, s, pixel_mean, tv, td)
+            a = np.zeros((3, 3))
+            r = np.zeros(3)
+            col = np.zeros(3)
+            for i in range(i0, i1):
+                if w[i] <= 0.0 or not (tv[i] == tv[i]):
+                    continue
+                col[0] = c[i]
+                col[1] = c[i] * tv[i]
+                col[2] = -c[i] * bb * td[i]
+                res = d[i] - c[i] * (aa + bb * tv[i])
+                for p in range(3):
+                    r[p] += w[i] * col[p] * res
+                    for q in range(p, 3):
+                        a[p, q] += w[i] * col[p] * col[q]
+            for p in range(3):
+                for q in range(p):
+                    a[p, q] = a[q, p]
+            if it == 0:
+                # linear start: level and scale at s0
+                step = _cholesky_solve(a, r, 2)
+                if not np.all(np.isfinite(step)):
+                    break
+                aa += step[0]
+                bb += step[1]
+                continue
+            step = _cholesky_solve(a, r, 3)
+            if not np.all(np.isfinite(step)):
+                break
+            aa += step[0]
+            bb += step[1]
+            s += step[2]
+            if abs(s - s0) > margin:
+                break
+            if abs(step[2]) < tol:
+                converged = True
+                break
+        if converged:
+            for p in range(3):
+                e = np.zeros(3)
+                e[p] = 1.0
+                var = _cholesky_solve(a, e, 3)[p]
+                sigma[k, p] = np.sqrt(var) if var > 0.0 else np.nan
+            params[k, 0] = aa
+            params[k, 1] = bb
+            params[k, 2] = s
+    return params, sigma
+
+
 def _warmup():
     """Compile every kernel on tiny inputs."""
     x = np.linspace(0.0, 1e-3, 8)
@@ -628,3 +725,22 @@ def _warmup():
     mask_ccf_variance(
         edges, estart, np.ones(8), np.ones(8), start, *lines, lrange, np.zeros(2), np.ones((1, 2))
     )
+    for pm in (True, False):
+        fit_blocks(
+            xs,
+            np.full(8, 1e-3),
+            ones,
+            ones,
+            ones,
+            start,
+            np.zeros(1, dtype=np.int64),
+            bp,
+            bst,
+            coef,
+            bp,
+            0.0,
+            1e-4,
+            pm,
+            2,
+            1e-13,
+        )

@@ -18,9 +18,10 @@ from astropy.table import QTable
 from astropy.time import Time
 from scipy.optimize import OptimizeWarning, curve_fit
 
+from .. import legacy as _legacy
 from ..doppler import C_M_S, barycentric_z, observed_z
 from ..errors import FitError, InvalidParameterError
-from ..flags import Flag
+from ..flags import FLAG_DTYPE, Flag, flags_to_mask
 from . import _kernels
 from .barycentric import barycentric_correction
 from .masks import LineMask
@@ -43,7 +44,55 @@ HEADER_KEYWORDS = {
     "SITEID": "NRES site code (lsc, elp, cpt, tlv, bpl)",
 }
 
-_METHODS = ("template", "mask")
+_METHODS = ("template", "mask", "ccf", "blocks")
+_LEGACY = (
+    (
+        "ccf_engine",
+        ("nres", "mgbcc"),
+        "mgbcc",
+        "8",
+        "mgbcc: one order, smoothed star, 4-point least-squares resampling, no continuum normalisation",
+    ),
+    ("ccf_orders", ("all", "mgb"), "mgb", "0, 8", "the cross-correlation used the Mg b order (m = 90) only"),
+    (
+        "ccf_redshift",
+        ("exact", "dlnlambda"),
+        "dlnlambda",
+        "8",
+        "the ln(lambda) lag rcc was used as the redshift (error ~rcc^2/2: 17 m/s at 100 km/s)",
+    ),
+    (
+        "block_engine",
+        ("nres", "idl"),
+        "idl",
+        "9",
+        "blockfit2/lsqblkfit2 chain: mgbcc pre-shift, smoothed data, approximate Jacobian, quartile clip",
+    ),
+    (
+        "block_sign",
+        ("fixed", "idl"),
+        "idl",
+        "0 (1), 9.3",
+        "the block redshift rr satisfies data(lam) = Z(lam (1 + rr)), i.e. rr = -z, reported as +z",
+    ),
+    (
+        "block_error",
+        ("shift", "offset"),
+        "offset",
+        "0 (2), 9.5",
+        "the block redshift error was sqrt(cov[0,0]) of the unscaled normal matrix (the offset's)",
+    ),
+)
+for _opt, _choices, _legacy_value, _ref, _summary in _LEGACY:
+    _legacy.register(
+        "nres.rv.measure",
+        _opt,
+        choices=_choices,
+        default=_choices[0],
+        legacy=_legacy_value,
+        reference=f"idl-rv-ops.md {_ref}",
+        summary=_summary,
+    )
 _GAUSS_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
@@ -329,10 +378,57 @@ def _fit_orders(template, segs, x, data, var, good, blaze, s0, degree, margin, p
     return s, sig, ok
 
 
-def _measure_template(template, lam, data, var, good, blaze, *, degree, v_range, clip, pixel_mean):
+def _with_template_variance(template, segs, x, s0, data, var, good, blaze, tvar_fn):
+    """Pixel variance plus the template's, scaled to the data: ``var + c^2 var_T`` with ``c`` the
+    blaze times the ratio of the data's and the template's continua (the template's noise enters the
+    fit like the data's)."""
+    from .continuum import continuum
+
+    tvar = tvar_fn(segs, x, s0)
+    if tvar is None:
+        return var
+    out = var.copy()
+    for k in range(x.shape[0]):
+        if segs[k] < 0:
+            continue
+        tv = template.evaluate_ln(segs[k], x[k] - s0)
+        tok = np.isfinite(tv)
+        b = np.ones(x.shape[1]) if blaze is None else blaze[k]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = b * continuum(data[k] / b, good[k]) / continuum(np.where(tok, tv, np.nan), tok)
+        out[k] = var[k] + c**2 * np.nan_to_num(tvar[k], nan=0.0)
+    return out
+
+
+def _template_variance_fn(template, enabled):
+    """A function (segs, x, s) -> template variance at every pixel (linear interpolation of the
+    template's variance samples at ln(lambda) - s; NaN outside), or None without variance."""
+    if not enabled or template.variance is None:
+        return lambda segs, x, s: None
+    lnl = np.log(template.wavelength.to_value(u.nm))
+
+    def fn(segs, x, s):
+        out = np.full(x.shape, np.nan)
+        for k, g in enumerate(segs):
+            if g < 0:
+                continue
+            order = np.argsort(lnl[g])
+            out[k] = np.interp(
+                x[k] - s, lnl[g][order], template.variance[g][order], left=np.nan, right=np.nan
+            )
+        return out
+
+    return fn
+
+
+def _measure_template(
+    template, lam, data, var, good, blaze, *, degree, v_range, clip, pixel_mean, tvar_fn=None
+):
     x = np.log(lam)
     segs = [template.segment_for(float(np.nanmin(xx)), float(np.nanmax(xx))) for xx in x]
     s0, fine, ccf_fine = _template_start(template, segs, x, data, var, good, degree, v_range)
+    if tvar_fn is not None:
+        var = _with_template_variance(template, segs, x, s0, data, var, good, blaze, tvar_fn)
     margin = np.log1p(30e3 / C_M_S)
     s, sig, ok = _fit_orders(template, segs, x, data, var, good, blaze, s0, degree, margin, pixel_mean)
     flags = np.zeros(lam.shape[0], dtype=np.uint16)
@@ -457,6 +553,17 @@ def measure(
     mask_width=1.0 * u.km / u.s,
     airvac_formula="edlen1966",
     pixel_mean=True,
+    rv_mask=None,
+    template_variance=True,
+    nblock=12,
+    ccf_oversample=2,
+    legacy=False,
+    ccf_engine=None,
+    ccf_orders=None,
+    ccf_redshift=None,
+    block_engine=None,
+    block_sign=None,
+    block_error=None,
 ) -> RVResult:
     """Radial velocity of one fiber of an extracted spectrum.
 
@@ -467,13 +574,16 @@ def measure(
     template : `~nres.rv.Template` or `~nres.rv.LineMask`
         Template (``method="template"``) or mask (``method="mask"``). Converted to the spectrum's
         medium; a topocentric template is moved to the barycentric frame with its ``z_b``.
-    method : {"template", "mask"}
+    method : {"template", "mask", "ccf", "blocks"}
         "template": per-order least-squares fit of ``s = ln(1 + z)`` with a Legendre
         multiplicative continuum (times the blaze when the spectrum has one), the template
         spline-evaluated at the data's wavelengths, errors from the data variance, orders combined
         by inverse variance with iterative rejection at ``clip`` sigma. "mask": binary-mask CCF
         (boxes of ``mask_width`` or the file's widths), blaze-normalised, summed over orders and
         fitted with a Gaussian; per-order RVs and errors from a linearised fit of that profile.
+        "ccf": the original's Stage A cross-correlation generalised to all orders
+        (:mod:`nres.rv.ccf`). "blocks": per-order, per-block fits of level, scale and shift
+        (:mod:`nres.rv.blocks`). Both take a Template.
     fiber : int, optional
         Fiber id; default the spectrum's only fiber or its only non-ThAr fiber.
     barycentric : bool
@@ -500,6 +610,20 @@ def measure(
         Template method: compare each pixel with the template's exact mean over the pixel (from the
         spline's antiderivative; extracted pixels record a mean) rather than its value at the pixel
         centre.
+    rv_mask : None, True or ndarray of uint16 (n_order, n_pixel)
+        Extra pixel flags for this fiber: True computes :func:`nres.rv.rv_mask` with its defaults
+        (tellurics, badlams, order edges, blue hook, bleed); an array is used as given (all orders).
+    template_variance : bool
+        Add the template's variance (when it has one, e.g. a ZERO) to the pixel variance in the fit
+        weights and errors (template, ccf, blocks).
+    nblock : int
+        Blocks per order (method "blocks").
+    ccf_oversample : int
+        The ccf method's ln(lambda) grid step is the finest pixel step divided by this.
+    legacy : bool
+        All the original's quirks of the ccf/blocks methods (the options below left at None).
+    ccf_engine, ccf_orders, ccf_redshift, block_engine, block_sign, block_error : str or None
+        Legacy options (docs/legacy.md); None = the corrected default unless ``legacy``.
 
     Returns
     -------
@@ -515,9 +639,19 @@ def measure(
     if method not in _METHODS:
         msg = f"method: expected one of {_METHODS}, got {method!r}"
         raise InvalidParameterError(msg)
-    if method == "template" and not isinstance(template, Template):
-        msg = f"template: method='template' needs a Template, got {type(template).__name__}"
+    if method in ("template", "ccf", "blocks") and not isinstance(template, Template):
+        msg = f"template: method={method!r} needs a Template, got {type(template).__name__}"
         raise InvalidParameterError(msg)
+    opts = _legacy.resolve(
+        "nres.rv.measure",
+        legacy,
+        ccf_engine=ccf_engine,
+        ccf_orders=ccf_orders,
+        ccf_redshift=ccf_redshift,
+        block_engine=block_engine,
+        block_sign=block_sign,
+        block_error=block_error,
+    )
     if method == "mask" and not isinstance(template, LineMask):
         msg = f"template: method='mask' needs a LineMask, got {type(template).__name__}"
         raise InvalidParameterError(msg)
@@ -535,8 +669,45 @@ def measure(
         conversions.append("template frame topocentric->barycentric")
     z_bary, bjd, bary_note = _barycentric(spec, barycentric, z_b, location, target, obstime)
     m, lam, data, var, good, blaze = _order_arrays(spec, fi, orders)
+    if rv_mask is not None:
+        from .rvmasks import rv_mask as _rv_mask
+
+        extra_flags = _rv_mask(spec, fiber=fiber) if rv_mask is True else np.asarray(rv_mask, FLAG_DTYPE)
+        all_orders = np.asarray(spec.orders)
+        shape = (all_orders.size, np.shape(spec.data)[-1])
+        if extra_flags.shape != shape:
+            msg = f"rv_mask: expected shape {shape}, got {extra_flags.shape}"
+            raise InvalidParameterError(msg)
+        rows = [int(np.flatnonzero(all_orders == mm)[0]) for mm in m]
+        good = good & ~flags_to_mask(extra_flags[rows])
     v_range = tuple(velocity_range.to_value(u.m / u.s))
-    if method == "template":
+    tvar_fn = _template_variance_fn(ref, template_variance) if isinstance(ref, Template) else None
+    extra = {}
+    if method in ("ccf", "blocks"):
+        if method == "ccf":
+            from .ccf import measure_ccf as run
+
+            kw = {"oversample": int(ccf_oversample)}
+        else:
+            from .blocks import measure_blocks as run
+
+            kw = {"nblock": int(nblock), "degree": int(continuum_degree)}
+        s, sig, flags, used, mean, err, chi2, v_grid, ccf_vals, extra = run(
+            ref,
+            m,
+            lam,
+            data,
+            var,
+            good,
+            blaze,
+            v_range=v_range,
+            clip=float(clip),
+            opts=opts,
+            tvar_fn=tvar_fn,
+            **kw,
+        )
+        params = _fit_gaussian(v_grid, ccf_vals, C_M_S * np.expm1(mean), 3000.0)
+    elif method == "template":
         s, sig, flags, used, mean, err, chi2, v_grid, ccf_vals = _measure_template(
             ref,
             lam,
@@ -548,6 +719,7 @@ def measure(
             v_range=v_range,
             clip=float(clip),
             pixel_mean=bool(pixel_mean),
+            tvar_fn=tvar_fn,
         )
         params = _fit_gaussian(v_grid, ccf_vals, C_M_S * np.expm1(mean), 3000.0)
     else:
@@ -601,5 +773,7 @@ def measure(
             "z_fit": z_fit,
             "z_b": z_bary,
             "n_orders_used": n_used,
+            **({"legacy_options": opts} if method in ("ccf", "blocks") else {}),
+            **extra,
         },
     )
