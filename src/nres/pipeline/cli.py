@@ -19,11 +19,14 @@ __all__ = ["main", "COMMANDS"]
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("nres.pipeline.cmd_simulate", "simulate a frame (FITS) and its truth (npz + ECSV)"),
-    "demo": ("nres.pipeline.cmd_demo", "run the demonstration reduction"),
+    "demo": ("nres.pipeline.cmd_demo", "simulate a small night and reduce it end to end (RVs vs truth)"),
     "model": ("nres.pipeline.cmd_model", "wavelength coverage of every order and fiber of a site"),
     "trace": ("nres.pipeline.cmd_trace", "trace the orders of a lamp flat"),
     "db": ("nres.pipeline.cmd_db", "import/export the original's CSV tables (standards, zeros, targets, rv)"),
     "init-site": ("nres.pipeline.cmd_init_site", "directory layout and database for a new site"),
+    "reduce": ("nres.pipeline.cmd_reduce", "reduce raw files with the database's calibrations"),
+    "night": ("nres.pipeline.cmd_night", "reduce a night of raw files (bias, dark, flats, arcs, targets)"),
+    "stack": ("nres.pipeline.cmd_stack", "stack processed calibrations into masters"),
 }
 
 

@@ -1,0 +1,369 @@
+"""Recipes per OBSTYPE: pure tasks (raw path + calibration paths in; product paths + QC out).
+
+Each task has the batch signature ``task(path, calibrations, options) -> (product_paths, qc)``
+(:mod:`nres.pipeline.batch`), reads only its inputs, writes only its products (atomically) and
+never touches the database: :func:`reduce_file` and :func:`nres.pipeline.night.reduce_night`
+choose the calibrations and record the outcome.
+
+========== ========================================= =============================================
+OBSTYPE    calibrations used                          products
+========== ========================================= =============================================
+BIAS       --                                        ``-2d.fits.fz`` (processed frame)
+DARK       BIAS                                      ``-2d.fits.fz``
+LAMPFLAT   BIAS, DARK                                ``-2d.fits.fz``, ``-trace.fits`` (traces,
+                                                     profiles, blaze)
+DOUBLE     BIAS, DARK, TRACE (same fibers)           ``-2d.fits.fz``, ``-1d.fits`` (arc),
+                                                     ``-wavesol.fits`` (WavelengthSolution)
+TARGET     BIAS, DARK, TRACE, DOUBLE (same fibers)   ``-2d.fits.fz``, ``-1d.fits`` (spectrum, RV,
+                                                     per-order RVs, CCF), ``-summary.png``
+========== ========================================= =============================================
+
+Every processed frame gets its dead columns flagged (:mod:`nres.pipeline.defects`; no bad-pixel
+map exists for simulated nights). The QC dict of a calibration product carries
+``qc["calibration"] = {"obstype", "path", "fiber_state"}`` so the driver can register it.
+
+Not yet in the TARGET recipe: drift correction from the simultaneous ThAr (``measure_drift``) and
+TRIPLE solutions (``combine_doubles``), which are being added to :mod:`nres.wavecal`; the DOUBLE of
+the frame's fiber pair is applied as it is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+
+from ..errors import InvalidParameterError, MissingCalibrationError
+from .products import product_path, reduced_name
+
+__all__ = [
+    "RECIPES",
+    "REQUIRED_CALIBRATIONS",
+    "reduce_bias",
+    "reduce_dark",
+    "reduce_flat",
+    "reduce_arc",
+    "reduce_target",
+    "reduce_file",
+    "calibration_path",
+]
+
+#: Calibrations each recipe needs (kind -> whether it must match the frame's fiber state).
+REQUIRED_CALIBRATIONS = {
+    "BIAS": {},
+    "DARK": {"BIAS": False},
+    "LAMPFLAT": {"BIAS": False, "DARK": False},
+    "DOUBLE": {"BIAS": False, "DARK": False, "TRACE": True},
+    "TARGET": {"BIAS": False, "DARK": False, "TRACE": True, "DOUBLE": True},
+}
+
+
+def calibration_path(raw, kind: str, out_dir) -> Path:
+    """Path of a per-frame calibration product: ``kind`` ``"trace"`` or ``"wavesol"``."""
+    if kind not in ("trace", "wavesol"):
+        raise InvalidParameterError(f"kind: expected 'trace' or 'wavesol', got {kind!r}")
+    return Path(os.fspath(out_dir)) / f"{reduced_name(raw)}-{kind}.fits"
+
+
+def _need(calibrations, kind, path):
+    value = calibrations.get(kind)
+    if not value:
+        raise MissingCalibrationError(f"{Path(path).name}: no {kind} calibration given")
+    return value
+
+
+def _out_dir(options):
+    out = options.get("out_dir")
+    if out is None:
+        raise InvalidParameterError("options: 'out_dir' (where products go) is required")
+    Path(os.fspath(out)).mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _process(path, calibrations, options, *, use=("BIAS", "DARK")):
+    """Read and process a raw file with the masters in ``use``; flag dead columns."""
+    from ..calib import process_ccd
+    from ..io import read_raw
+    from .defects import flag_dead_columns
+    from .frames import read_frame
+
+    raw = read_raw(path)
+    masters = {}
+    for kind in use:
+        masters[kind.lower()] = read_frame(_need(calibrations, kind, path))
+    frame = process_ccd(raw, **masters)
+    n_dead = 0
+    if options.get("dead_columns", True):
+        frame, n_dead = flag_dead_columns(frame)
+    return raw, frame, n_dead
+
+
+def _frame_qc(raw, frame, n_dead):
+    good = ~np.asarray(frame.mask, bool) if frame.mask is not None else np.ones(frame.shape, bool)
+    data = np.asarray(frame.data)[good]
+    return {
+        "obstype": raw.info.obstype,
+        "fiber_state": raw.info.fiber_state,
+        "median_e": float(np.median(data)) if data.size else float("nan"),
+        "masked_fraction": float(1.0 - good.mean()),
+        "n_dead_columns": int(n_dead),
+    }
+
+
+def reduce_bias(path, calibrations, options):
+    """BIAS: overscan, trim, gain; the processed frame (electrons)."""
+    out_dir = _out_dir(options)
+    raw, frame, n_dead = _process(path, calibrations, options, use=())
+    from .frames import write_frame
+
+    out = write_frame(frame, product_path(path, "2d", out_dir))
+    qc = _frame_qc(raw, frame, n_dead)
+    good = ~np.asarray(frame.mask, bool)
+    qc["std_e"] = float(np.std(np.asarray(frame.data)[good])) if good.any() else float("nan")
+    qc["calibration"] = {"obstype": "BIAS", "path": os.fspath(out), "fiber_state": ""}
+    return [out], qc
+
+
+def reduce_dark(path, calibrations, options):
+    """DARK: processed with the master bias (electrons; the master dark is made by stacking)."""
+    out_dir = _out_dir(options)
+    raw, frame, n_dead = _process(path, calibrations, options, use=("BIAS",))
+    from .frames import write_frame
+
+    out = write_frame(frame, product_path(path, "2d", out_dir))
+    qc = _frame_qc(raw, frame, n_dead)
+    qc["dark_rate_e_s"] = qc["median_e"] / raw.info.exptime if raw.info.exptime > 0 else float("nan")
+    qc["calibration"] = {"obstype": "DARK", "path": os.fspath(out), "fiber_state": ""}
+    return [out], qc
+
+
+def trace_flat(flat, *, site=None):
+    """Traces, profiles and blaze of a processed lamp flat: ``(traces, profiles, blaze)``."""
+    from ..extract import extract, find_traces, measure_blaze, measure_profiles, subtract_scattered_light
+
+    traces = find_traces(flat, site=site)
+    clean, background = subtract_scattered_light(flat, traces)
+    profiles = measure_profiles(clean, traces)
+    spec = extract(clean, traces, profile=profiles, background=background)
+    return traces, profiles, measure_blaze(spec)
+
+
+def reduce_flat(path, calibrations, options):
+    """LAMPFLAT: processed frame, then its traces, profiles and blaze (``-trace.fits``)."""
+    out_dir = _out_dir(options)
+    raw, frame, n_dead = _process(path, calibrations, options)
+    from .frames import write_frame, write_trace_file
+
+    out2d = write_frame(frame, product_path(path, "2d", out_dir))
+    traces, profiles, blaze = trace_flat(frame, site=raw.info.site)
+    out_trace = write_trace_file(
+        calibration_path(path, "trace", out_dir), traces, profiles, blaze, header=frame.meta
+    )
+    qc = _frame_qc(raw, frame, n_dead)
+    qc["n_traces"] = len(traces)
+    qc["orders"] = sorted({int(m) for m in traces.orders})
+    qc["calibration"] = {
+        "obstype": "TRACE",
+        "path": os.fspath(out_trace),
+        "fiber_state": raw.info.fiber_state,
+    }
+    return [out2d, out_trace], qc
+
+
+def _extract(frame, trace_file):
+    from ..extract import extract, subtract_scattered_light, with_blaze
+    from .frames import read_trace_file
+
+    traces, profiles, blaze, _ = read_trace_file(trace_file)
+    clean, background = subtract_scattered_light(frame, traces)
+    spec = extract(clean, traces, profile=profiles, background=background)
+    return with_blaze(spec, blaze)
+
+
+def reduce_arc(path, calibrations, options):
+    """DOUBLE: processed, extracted with the flat of the same fibers, wavelength solution."""
+    out_dir = _out_dir(options)
+    raw, frame, n_dead = _process(path, calibrations, options)
+    from ..instrument import PhysicalModel, thar_lines
+    from ..wavecal import apply_solution, solve
+    from .frames import write_frame
+    from .qc import solution_qc
+    from .spectrum1d import write_spectrum_1d
+
+    spec = _extract(frame, _need(calibrations, "TRACE", path))
+    model = PhysicalModel.for_site(raw.info.site, mjd=raw.info.mjd_obs)
+    solution = solve(spec, lines=thar_lines(options.get("line_list", "redman")), model=model)
+    sol_path = calibration_path(path, "wavesol", out_dir)
+    solution.write(sol_path, overwrite=True)
+    spec = apply_solution(spec, solution)
+    qc = _frame_qc(raw, frame, n_dead) | solution_qc(solution)
+    out2d = write_frame(frame, product_path(path, "2d", out_dir))
+    out1d = write_spectrum_1d(product_path(path, "1d", out_dir), spec, qc=_scalars(qc))
+    qc["calibration"] = {
+        "obstype": "DOUBLE",
+        "path": os.fspath(sol_path),
+        "fiber_state": raw.info.fiber_state,
+    }
+    return [out2d, out1d, sol_path], qc
+
+
+def _scalars(qc):
+    return {k: v for k, v in qc.items() if isinstance(v, bool | int | float | str)}
+
+
+def _barycentric(raw, fiber):
+    """Flux-weighted z_B of the science fiber from the exposure meter (else mid-exposure)."""
+    from ..rv import barycentric_correction, flux_weighted_correction
+
+    target = raw.info.targets[fiber]
+    location = target.location if target.location is not None else raw.info.site
+    meter = raw.tables.get("EXPOSURE_METER") if hasattr(raw.tables, "get") else None
+    if meter is not None and len(meter) and f"FIB{fiber}COUNTS" in meter.colnames:
+        try:
+            return flux_weighted_correction(target.coord, meter, location, fiber=fiber), "flux-weighted"
+        except InvalidParameterError:
+            pass  # no usable sample: fall back to mid-exposure
+    mid = raw.info.date_obs + 0.5 * raw.info.exptime * u.s
+    return barycentric_correction(target.coord, mid, location), "mid-exposure"
+
+
+def reduce_target(path, calibrations, options):
+    """TARGET: processed, extracted, blaze attached, wavelengths, RV of the science fiber."""
+    out_dir = _out_dir(options)
+    raw, frame, n_dead = _process(path, calibrations, options)
+    from ..rv import measure
+    from ..wavecal import WavelengthSolution, apply_solution
+    from .frames import write_frame
+    from .qc import rv_qc, snr_per_order, spectrum_qc
+    from .spectrum1d import write_spectrum_1d
+    from .templates import resolve_reference
+
+    fiber = raw.info.science_fiber
+    if fiber is None or fiber not in raw.info.targets:
+        raise InvalidParameterError(f"{Path(path).name}: TARGET frame without a science fiber target")
+    spec = _extract(frame, _need(calibrations, "TRACE", path))
+    solution = WavelengthSolution.read(_need(calibrations, "DOUBLE", path))
+    spec = apply_solution(spec, solution)
+    name = raw.info.targets[fiber].name
+    qc = _frame_qc(raw, frame, n_dead) | spectrum_qc(spec, fiber)
+    qc |= {
+        "target": name,
+        "science_fiber": int(fiber),
+        "mjd_obs": raw.info.mjd_obs,
+        "exptime": raw.info.exptime,
+    }
+    qc["wavecal_rms_m_s"] = float(solution.qc.get("rms_m_s", float("nan")))
+    qc["drift_px"] = None  # drift from the simultaneous ThAr: follow-up (nres.wavecal.measure_drift)
+    rv = None
+    template_name = ""
+    try:
+        reference, method, template_name = resolve_reference(
+            options.get("template"),
+            target_name=name,
+            spec=spec,
+            mask_medium=options.get("mask_medium", "air"),
+        )
+    except MissingCalibrationError as err:
+        qc["rv_skipped"] = str(err)
+    else:
+        bary, how = _barycentric(raw, fiber)
+        rv = measure(spec, reference, method=method, fiber=fiber, z_b=float(bary.z))
+        qc |= rv_qc(rv)
+        if bary.bjd_tdb is not None:
+            qc["bjd_tdb"] = float(bary.bjd_tdb.tdb.jd)
+        qc["barycentric_method"] = how
+        qc["rv_template"] = template_name
+    out2d = write_frame(frame, product_path(path, "2d", out_dir))
+    out1d = write_spectrum_1d(
+        product_path(path, "1d", out_dir), spec, rv=rv, template_name=template_name, qc=_scalars(qc)
+    )
+    products = [out2d, out1d]
+    if options.get("plot", True):
+        from .plots import summary_figure
+
+        snr = snr_per_order(spec, fiber)
+        title = f"{Path(path).name}: {name}"
+        products.append(
+            summary_figure(
+                product_path(path, "summary_png", out_dir), spec, fiber=fiber, rv=rv, solution=solution,
+                snr=snr, title=title,
+            )
+        )  # fmt: skip
+    return products, qc
+
+
+#: OBSTYPE -> recipe task
+RECIPES = {
+    "BIAS": reduce_bias,
+    "DARK": reduce_dark,
+    "LAMPFLAT": reduce_flat,
+    "DOUBLE": reduce_arc,
+    "TARGET": reduce_target,
+}
+
+
+def reduce_file(
+    path, *, db, out_dir, calibrations=None, force: bool = False, register: bool = True, **options
+):
+    """Reduce one raw file: choose its calibrations in ``db``, run its recipe, record the outcome.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Raw NRES file.
+    db : nres.pipeline.Database
+        Calibrations are selected from it (:meth:`~nres.pipeline.Database.select_calibration`,
+        nearest in time, same instrument, camera and, for TRACE/DOUBLE, fiber state); the frame,
+        its calibration product and its RV are recorded in it.
+    out_dir : str or os.PathLike
+        Where products go.
+    calibrations : dict of kind -> path, optional
+        Use these instead of selecting (kinds of :data:`REQUIRED_CALIBRATIONS`).
+    force : bool
+        Reduce again a file (same checksum) already reduced successfully.
+    register : bool
+        Register the frame's calibration product (a single-frame BIAS/DARK/TRACE, a DOUBLE
+        solution) in ``db``.
+    **options
+        Recipe options: ``template`` (``"simulated"`` or a line-mask path), ``mask_medium``,
+        ``plot`` (summary PNG, default True), ``dead_columns`` (default True), ``line_list``.
+
+    Returns
+    -------
+    nres.pipeline.batch.TaskResult
+        ``status`` "done", "failed" (with ``reason``) or "skipped".
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..io import read_raw_info
+    from .batch import Task, frame_fields, record_failures, run_stage
+    from .calibrations import register_results, select_calibrations
+
+    path = os.fspath(path)
+    try:
+        info = read_raw_info(path)
+    except Exception as err:  # an unreadable file is a recorded failure, as in a night
+        return record_failures(db, [(path, f"{type(err).__name__}: {err}")], stage="classify")[0]
+    if info.obstype not in RECIPES:
+        reason = f"UnsupportedObstype: no recipe reduces OBSTYPE {info.obstype}"
+        return record_failures(db, [(path, reason)], stage="classify")[0]
+    if calibrations is None:
+        try:
+            calibrations = select_calibrations(db, info)
+        except MissingCalibrationError as err:
+            from .batch import file_checksum
+
+            reason = f"{type(err).__name__}: {err}"
+            db.record_frame(path, checksum=file_checksum(path), success=False, reason=reason,
+                            stage=info.obstype, **frame_fields(info))  # fmt: skip
+            from .batch import TaskResult
+
+            return TaskResult(path, file_checksum(path), "failed", reason=reason)
+    task = Task(RECIPES[info.obstype], path, dict(calibrations), {**options, "out_dir": os.fspath(out_dir)},
+                frame_fields(info))  # fmt: skip
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        result = run_stage([task], pool, db=db, progress=False, force=force, stage=info.obstype)[0]
+    register_results(db, [(result, info)], calibrations=register)
+    return result

@@ -1,0 +1,68 @@
+"""RV references for the TARGET recipe: what ``options["template"]`` may name, resolved in the worker.
+
+- ``"simulated"``: the noiseless star of :mod:`nres.sim` for the frame's target: the
+  :class:`~nres.sim.StellarSpectrum` that :func:`nres.sim.simulate_night` gives every star
+  (``seed = crc32(name)``), sampled 6x finer than the pixels over each order (+-0.5 nm), rest
+  frame (barycentric), vacuum. For simulated nights only: it is the exact star.
+- a path to a line mask (``.mas`` text, CERES/HARPS; or an ESPRESSO-style FITS ``MASK_TABLE``):
+  :meth:`nres.rv.LineMask.read` with ``options["mask_medium"]`` (default ``"air"``), method ``"mask"``.
+
+ZERO templates built from observed spectra (``Template.from_spectra``) come later; until then a
+real night needs a mask.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+
+from ..errors import InvalidParameterError, MissingCalibrationError
+
+__all__ = ["resolve_reference", "simulated_template"]
+
+
+def simulated_template(name: str, spec, *, oversample: int = 6, margin_nm: float = 0.5):
+    """The simulator's noiseless star called ``name`` as a :class:`~nres.rv.Template` over ``spec``'s
+    orders (all fibers' wavelength ranges, one segment per (fiber, order) with wavelengths)."""
+    from ..rv import Template
+    from ..sim import StellarSpectrum
+
+    star = StellarSpectrum(seed=zlib.crc32(str(name).encode()))
+    lam = spec.wavelength.to_value(u.nm).reshape(-1, spec.shape[-1])
+    ok = np.isfinite(lam).all(axis=1)
+    if not ok.any():
+        raise InvalidParameterError("spec: no order with finite wavelengths to build a template over")
+    grids = np.array(
+        [np.linspace(w.min() - margin_nm, w.max() + margin_nm, oversample * w.size) for w in lam[ok]]
+    )
+    grid = grids * u.nm
+    return Template(grid, star.flux(grid), wavelength_medium="vacuum", wavelength_frame="barycentric")
+
+
+def resolve_reference(option, *, target_name: str, spec, mask_medium: str = "air"):
+    """``(reference, method, description)`` for ``measure`` from the ``template`` option.
+
+    Raises
+    ------
+    MissingCalibrationError
+        No template given (``None``).
+    InvalidParameterError
+        A value that is neither ``"simulated"`` nor an existing mask file.
+    """
+    if option is None:
+        raise MissingCalibrationError(
+            "no RV template for this frame: pass template='simulated' (simulated nights) or a line-mask path"
+        )
+    if str(option) == "simulated":
+        return simulated_template(target_name, spec), "template", f"simulated star {target_name}"
+    path = Path(str(option))
+    if not path.exists():
+        raise InvalidParameterError(
+            f"template: expected 'simulated' or an existing mask file, got {option!r}"
+        )
+    from ..rv import LineMask
+
+    return LineMask.read(path, wavelength_medium=mask_medium), "mask", path.name
