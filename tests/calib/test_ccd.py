@@ -77,6 +77,49 @@ def test_fused_pass_equals_chained_steps(rng, legacy):
         np.testing.assert_array_equal(a.data, b.data)
 
 
+@pytest.mark.parametrize("dtype", ["uint16", ">u2", "int32", "float32"])
+def test_integer_and_big_endian_raw_equal_float(rng, dtype):
+    # the kernel reads uint16/int32 raw data directly (others are converted): same result
+    raw = _with_defects(rng)
+    raw.data[50, 10] = 1000.0  # integers cannot hold the nan
+    bias, dark, bpm = _masters(rng)
+    ref = calib.process_ccd(raw, bias=bias, dark=dark, bpm=bpm)
+    as_dtype = CCDData(raw.data.astype(dtype), unit="adu", meta=raw.meta)
+    before = as_dtype.data.copy()
+    out = calib.process_ccd(as_dtype, bias=bias, dark=dark, bpm=bpm)
+    np.testing.assert_array_equal(as_dtype.data, before)  # input not mutated
+    for a, b in ((out.data, ref.data), (out.uncertainty.array, ref.uncertainty.array)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(out.flags, ref.flags)
+    np.testing.assert_array_equal(out.mask, ref.mask)
+
+
+def test_masters_without_variance_or_mask_equal_chained_steps(rng):
+    # a master without uncertainty adds no variance; masks of both masters and a bool bpm all give
+    # BAD_PIXEL (the kernel takes them separately instead of OR-ing full frames first)
+    raw = _with_defects(rng)
+    bias = CCDData(rng.normal(3.0, 1.0, (NY, NX)), unit="electron")
+    bmask = np.zeros((NY, NX), bool)
+    bmask[7, 8] = True
+    dark = CCDData(rng.uniform(0.01, 0.02, (NY, NX)), unit="electron/s", mask=bmask[::-1].copy())
+    bias_masked = CCDData(bias.data, unit="electron", mask=bmask)
+    bpm = np.zeros((NY, NX), bool)
+    bpm[3, :] = True
+    for b in (bias, bias_masked):
+        fused = calib.process_ccd(raw, bias=b, dark=dark, bpm=bpm)
+        steps = _steps(raw, bias=b, dark=dark, bpm=bpm)
+        np.testing.assert_array_equal(fused.data, steps.data)
+        np.testing.assert_array_equal(fused.uncertainty.array, steps.uncertainty.array)
+        np.testing.assert_array_equal(fused.flags, steps.flags)
+        np.testing.assert_array_equal(fused.mask, steps.mask)
+    assert fused.flags[7, 8] & Flag.BAD_PIXEL and fused.flags[NY - 8, 8] & Flag.BAD_PIXEL
+    assert np.all(fused.flags[3] & Flag.BAD_PIXEL)
+    # no master variance: read noise^2 + Poisson only (noiseless check of the formula)
+    quiet = make_raw(rng, signal=np.full((NY, NX), 50.0), noise=False)
+    q = calib.process_ccd(quiet, bias=CCDData(np.full((NY, NX), 10.0), unit="electron"), overscan="frame")
+    np.testing.assert_allclose(q.uncertainty.array, 49.0 + 40.0, rtol=1e-12)
+
+
 def test_flags_where_the_truth_says(rng):
     raw = _with_defects(rng)
     bias, dark, bpm = _masters(rng)

@@ -150,7 +150,7 @@ def _variance(frame):
         return None
     if not isinstance(unc, VarianceUncertainty):
         unc = unc.represent_as(VarianceUncertainty)
-    return np.asarray(unc.array, dtype=np.float64)
+    return np.ascontiguousarray(unc.array, dtype=np.float64)
 
 
 def _master(master, shape, name):
@@ -159,23 +159,24 @@ def _master(master, shape, name):
         return None, None, None
     if not isinstance(master, NDData):
         master = NDData(np.asarray(master, dtype=np.float64))
-    data = np.asarray(master.data, dtype=np.float64)
+    data = np.ascontiguousarray(master.data, dtype=np.float64)
     if data.shape != tuple(shape):
         msg = f"{name}: expected shape {tuple(shape)} (the trimmed frame), got {data.shape}"
         raise InvalidParameterError(msg)
     var = _variance(master)
-    mask = None if master.mask is None else np.asarray(master.mask, dtype=bool)
+    mask = None if master.mask is None else np.ascontiguousarray(master.mask, dtype=bool)
     return data, var, mask
 
 
 def _bpm(bpm, shape):
+    """Bad-pixel map as a contiguous bool array (no copy if it already is one), or None."""
     if bpm is None:
         return None
     arr = np.asarray(bpm.data if isinstance(bpm, NDData) else bpm)
     if arr.shape != tuple(shape):
         msg = f"bpm: expected shape {tuple(shape)} (the trimmed frame), got {arr.shape}"
         raise InvalidParameterError(msg)
-    return arr != 0
+    return np.ascontiguousarray(arr) if arr.dtype == np.bool_ else arr != 0
 
 
 def _variance_terms(formula, gain, read_noise):
@@ -278,16 +279,11 @@ def process_ccd(
         msg = f"process_ccd: unknown parameter(s) {sorted(unknown)}; expected some of {sorted(_KEYS)}"
         raise InvalidParameterError(msg)
     p = ccd_parameters(raw, **parameters)
-    data = np.ascontiguousarray(frame.data, dtype=np.float64)
+    data = _raw_array(frame.data)
     ty, tx = p["trimsec"]
     ny, nx = _slice_len(ty, data.shape[0], "trimsec", name), _slice_len(tx, data.shape[1], "trimsec", name)
     shape = (ny, nx)
-    b, bvar, bmask = _master(bias, shape, "bias")
-    d, dvar, dmask = _master(dark, shape, "dark")
-    bad = _bpm(bpm, shape)
-    for m in (bmask, dmask):
-        if m is not None:
-            bad = m if bad is None else (bad | m)
+    masters = _master(bias, shape, "bias") + _master(dark, shape, "dark") + (_bpm(bpm, shape),)
     level = overscan_level(
         data,
         p["biassec"],
@@ -300,32 +296,33 @@ def process_ccd(
         msg = f"{name}: biassec {p['biassec']} does not cover the rows of trimsec {ty}"
         raise InvalidParameterError(msg)
     poisson_factor, var_const = _variance_terms(opts["variance_formula"], p["gain"], p["read_noise"])
-    one = np.zeros((1, 1))
     bleed = p["max_linear"] if bleed_level is None else float(bleed_level)
-    out, var, flags = _kernels._process(
+    # outputs allocated by numpy (huge pages for large arrays; see _kernels._process)
+    out, var = np.empty(shape), np.empty(shape)
+    flags, mask = np.empty(shape, dtype=FLAG_DTYPE), np.empty(shape, dtype=np.bool_)
+    one, no = np.zeros((1, 1)), np.zeros((1, 1), dtype=np.bool_)
+    given = []
+    for arr, dummy in zip(masters, (one, one, no) * 2 + (no,), strict=True):
+        given += [dummy if arr is None else arr, arr is not None]
+    _kernels._process(
         data,
         level,
         ty.start,
         tx.start,
-        ny,
-        nx,
         p["gain"],
         poisson_factor,
         var_const,
         p["exptime"],
-        one if b is None else b,
-        one if bvar is None else np.ascontiguousarray(bvar),
-        b is not None,
-        one if d is None else d,
-        one if dvar is None else np.ascontiguousarray(dvar),
-        d is not None,
-        np.zeros((1, 1), dtype=np.bool_) if bad is None else np.ascontiguousarray(bad),
-        bad is not None,
+        *given,
         p["saturation"],
         p["max_linear"],
         bleed,
         int(bleed_pad),
         opts["last_column"] == "copy_previous",
+        out,
+        var,
+        flags,
+        mask,
     )
     meta = frame.meta.copy() if frame.meta is not None else {}
     meta["BUNIT"] = "electron"
@@ -343,7 +340,18 @@ def process_ccd(
         bleed_level=bleed,
         bleed_pad=int(bleed_pad),
     )
-    return _new_frame(frame, out, unit=u.electron, var=var, flags=flags, meta=meta)
+    # fresh arrays: no copies (VarianceUncertainty copies by default; the kernel wrote the mask)
+    unc = VarianceUncertainty(var, copy=False)
+    return CCDData(out, unit=u.electron, uncertainty=unc, mask=mask, flags=flags, meta=meta)
+
+
+def _raw_array(data):
+    """The raw data as the kernel reads it: C-contiguous, in a dtype of ``_kernels.RAW_DTYPES``
+    (no copy for a uint16/int32/float64 frame), else converted to float64."""
+    data = np.asarray(data)
+    native = data.dtype.newbyteorder("=")  # FITS data may come big-endian
+    dtype = native if any(native == np.dtype(t) for t in _kernels.RAW_DTYPES) else np.float64
+    return np.ascontiguousarray(data, dtype=dtype)
 
 
 def _slice_len(s: slice, n: int, what: str, name: str) -> int:

@@ -57,7 +57,7 @@ def overscan_level(
     Parameters
     ----------
     data : ndarray, shape (ny_raw, nx_raw)
-        Raw frame in ADU.
+        Raw frame in ADU, any real dtype (only the overscan region is converted to float64).
     biassec : (slice, slice)
         0-based ``(y, x)`` slices of the overscan region (see :func:`~nres.calib.parse_section`).
     overscan : {"row", "frame", "idl", "none"}
@@ -77,10 +77,10 @@ def overscan_level(
     level : ndarray, shape (ny_raw,)
         Level per raw row; nan for rows outside ``biassec`` (``"row"``/``"idl"``).
     """
-    data = np.asarray(data, dtype=np.float64)
+    data = np.asarray(data)
     ny = data.shape[0]
     ys, xs = biassec
-    region = np.ascontiguousarray(data[ys, xs])
+    region = np.ascontiguousarray(data[ys, xs], dtype=np.float64)  # only the region: not the frame
     if region.size == 0:
         msg = f"biassec: the overscan region {biassec} is empty in a frame of shape {data.shape}"
         raise InvalidParameterError(msg)
@@ -97,7 +97,7 @@ def overscan_level(
         if int(smooth) < 1 or int(smooth) % 2 == 0:
             msg = f"overscan_smooth: expected an odd number of rows >= 1, got {smooth!r}"
             raise InvalidParameterError(msg)
-        per_row = _kernels._overscan_rows(region, float(sigma))
+        per_row = _kernels._overscan_rows(region, np.sort(region, axis=1), float(sigma))
         if smooth > 1:
             per_row = uniform_filter1d(per_row, int(smooth), mode="nearest")
         level[rows] = per_row
