@@ -12,7 +12,7 @@ from nres.flags import Flag
 from nres.instrument import PhysicalModel
 from nres.provenance import read_provenance
 from nres.sim.extracted_arc import simulate_extracted_arc
-from nres.wavecal import DriftCorrectedSolution, apply_solution, measure_drift, solve
+from nres.wavecal import DriftCorrectedSolution, apply_solution, combine_doubles, measure_drift, solve
 
 TRUE_MJD = 58200.0
 START_MJD = 58000.0
@@ -181,3 +181,16 @@ def test_errors(master, noiseless_target):
         drift.corrected_solution().write("never.fits")
     with pytest.raises(InvalidParameterError, match="already carries a drift"):
         drift.corrected_solution(drift.corrected_solution())
+
+
+def test_combined_solution_as_master(master, noiseless_target):
+    # a TRIPLE stacks the lines of its DOUBLEs: each list line is one reference, not several
+    # (a target line claimed by several references would be dropped as ambiguous)
+    _, _, msol = master
+    tspec, _ = noiseless_target
+    trip = combine_doubles([msol, msol])
+    drift = measure_drift(tspec, trip)
+    plain = measure_drift(tspec, msol)
+    assert drift.qc["n_used"] == plain.qc["n_used"] > 1500
+    a, b = drift.summary[drift.summary["fiber"] == 0][0], plain.summary[plain.summary["fiber"] == 0][0]
+    assert abs((a["velocity"] - b["velocity"]).value) < 0.05  # same lines; masters equal to 0.05 m/s

@@ -192,7 +192,10 @@ def _reference_lines(master, solution, reference_fiber, find_kwargs):
             sel &= np.asarray(lines["used"], dtype=bool)
         order = np.asarray(lines["order"], dtype=np.int64)[sel]
         lam = lines["wavelength"].to_value(u.nm)[sel]
-        x = np.asarray(lines["x"], dtype=np.float64)[sel].copy()
+        x = np.asarray(lines["x"], dtype=np.float64)[sel]
+        # one reference per list line and order (a combined solution stacks its DOUBLEs' lines)
+        _, first = np.unique(np.stack([order.astype(np.float64), lam]), axis=1, return_index=True)
+        order, lam, x = order[first], lam[first], x[first].copy()
         f = np.full(x.size, reference_fiber)
         # the solution's pixel of each list line (Newton from the observed centre)
         for _ in range(4):
