@@ -412,10 +412,10 @@ def _template_variance_fn(template, enabled):
         for k, g in enumerate(segs):
             if g < 0:
                 continue
-            order = np.argsort(lnl[g])
-            out[k] = np.interp(
-                x[k] - s, lnl[g][order], template.variance[g][order], left=np.nan, right=np.nan
-            )
+            fin = np.isfinite(lnl[g]) & np.isfinite(template.variance[g])
+            order = np.argsort(lnl[g][fin])
+            xs, vs = lnl[g][fin][order], template.variance[g][fin][order]
+            out[k] = np.interp(x[k] - s, xs, vs, left=np.nan, right=np.nan)
         return out
 
     return fn

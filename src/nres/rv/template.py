@@ -109,6 +109,15 @@ class Template:
             {"orders": np.asarray(spectrum.orders).tolist()},
         )
 
+    @classmethod
+    def from_spectra(cls, spectra, **kwargs) -> Template:
+        """A ZERO: the rest-frame co-add of observed spectra of one star (:func:`nres.rv.zero.build_zero`,
+        which documents the keyword arguments: fiber, z_b, rv, orders, knot_step, iterations, clip,
+        rv_mask, legacy, zero_date)."""
+        from .zero import build_zero
+
+        return build_zero(spectra, **kwargs)
+
     @property
     def n_segments(self) -> int:
         return self.flux.shape[0]
