@@ -77,7 +77,8 @@ def read_badlams(path=None) -> Table:
     if path is None:
         path = resources.files("nres.rv") / "data" / "badlams.txt"
     try:
-        lines = open(str(path)).read().splitlines()[2:]
+        with open(str(path)) as fh:
+            lines = fh.read().splitlines()[2:]
     except OSError as err:
         raise InvalidInputFileError(path, f"cannot read the badlams file ({err})") from None
     rows = []
