@@ -48,6 +48,9 @@ __all__ = [
     "reduce_target",
     "reduce_file",
     "calibration_path",
+    "trace_flat",
+    "wavecal_error",
+    "measure_rv",
 ]
 
 #: Calibrations each recipe needs (kind -> whether it must match the frame's fiber state).
@@ -229,11 +232,63 @@ def _barycentric(raw, fiber):
     return barycentric_correction(target.coord, mid, location), "mid-exposure"
 
 
+def wavecal_error(solution, spec, rv, fiber) -> float:
+    """Upper bound (m/s) of the RV error from the wavelength solution's uncertainty.
+
+    Per order, the solution's velocity error (from its covariance) averaged over the order's
+    pixels; orders combined with the RV's weights as if fully correlated (``sum w_i e_i``), which
+    bounds the true combination (the errors of one polynomial solution are correlated along and
+    across orders). Every exposure calibrated by the same arc shares this error.
+    """
+    weights = {int(m): float(w) for m, w in zip(rv.orders["order"], rv.orders["weight"], strict=True)}
+    x = np.asarray(spec.pixel, float)
+    x = x if x.ndim == 1 else x[0, 0]
+    sample = x[:: max(1, x.size // 64)]  # the error is a smooth polynomial: 64 points are plenty
+    total = 0.0
+    for m, w in weights.items():
+        if w > 0:
+            err = solution.velocity_error(sample, np.full(sample.size, m), np.full(sample.size, fiber))
+            total += w * float(np.mean(err.to_value(u.m / u.s)))
+    return total
+
+
+def measure_rv(spec, reference, *, method, fiber, z_b, window=30.0):
+    """``nres.rv.measure`` with a fallback start.
+
+    The measurement's starting CCF over +-400 km/s can lock onto a wrong peak when one order
+    misleads it; every order's fit then fails (``FitError``). The fallback measures the orders
+    one by one, takes the median of their RVs as the centre and measures all orders again
+    within +-``window`` km/s of it. ``rv.meta["start"]`` says which start was used.
+    """
+    from ..errors import FitError
+    from ..rv import measure
+
+    try:
+        rv = measure(spec, reference, method=method, fiber=fiber, z_b=z_b)
+        rv.meta["start"] = "ccf"
+        return rv
+    except FitError:
+        pass
+    single = []
+    for m in np.asarray(spec.orders).tolist():
+        try:
+            one = measure(spec, reference, method=method, fiber=fiber, z_b=z_b, orders=[m])
+        except (FitError, InvalidParameterError):
+            continue
+        single.append(one.rv_observed.to_value(u.km / u.s))
+    if not single:
+        raise FitError(f"measure: no order of fiber {fiber} gave a velocity, alone or together")
+    centre = float(np.median(single))
+    rv = measure(spec, reference, method=method, fiber=fiber, z_b=z_b,
+                 velocity_range=(centre - window, centre + window) * u.km / u.s)  # fmt: skip
+    rv.meta["start"] = f"per-order median {centre:.3f} km/s"
+    return rv
+
+
 def reduce_target(path, calibrations, options):
     """TARGET: processed, extracted, blaze attached, wavelengths, RV of the science fiber."""
     out_dir = _out_dir(options)
     raw, frame, n_dead = _process(path, calibrations, options)
-    from ..rv import measure
     from ..wavecal import WavelengthSolution, apply_solution
     from .frames import write_frame
     from .qc import rv_qc, snr_per_order, spectrum_qc
@@ -269,8 +324,10 @@ def reduce_target(path, calibrations, options):
         qc["rv_skipped"] = str(err)
     else:
         bary, how = _barycentric(raw, fiber)
-        rv = measure(spec, reference, method=method, fiber=fiber, z_b=float(bary.z))
+        rv = measure_rv(spec, reference, method=method, fiber=fiber, z_b=float(bary.z))
+        qc["rv_start"] = rv.meta["start"]
         qc |= rv_qc(rv)
+        qc["rv_err_wavecal_m_s"] = wavecal_error(solution, spec, rv, fiber)
         if bary.bjd_tdb is not None:
             qc["bjd_tdb"] = float(bary.bjd_tdb.tdb.jd)
         qc["barycentric_method"] = how
