@@ -48,39 +48,9 @@ def _spline_fit(x, y, w, spacing, x_eval):
     raise FitError(msg)
 
 
-def fit_scattered_light(frame, traces, *, margin=2.0, x_bin=32, y_knot=96.0, x_knot=512.0):
-    """Smooth scattered-light model of a frame from the pixels between the traces.
-
-    Parameters
-    ----------
-    frame : CCDData
-        Image in electrons (ny, nx), possibly a window.
-    traces : Traces
-        Every trace on the frame (lit or not), full-detector coordinates.
-    margin : float
-        Extra distance (px) beyond the aperture half height that counts as inside a trace.
-    x_bin : int
-        Columns averaged per bin before the fits.
-    y_knot, x_knot : float
-        Spline knot spacings (px) along y and x; the model is smooth on these scales.
-
-    Returns
-    -------
-    ndarray, shape (ny, nx)
-        Scattered light (electrons) at every pixel.
-
-    Raises
-    ------
-    FitError
-        Too few inter-order pixels.
-    """
-    if int(x_bin) < 1 or not y_knot > 0 or not x_knot > 0:
-        msg = "fit_scattered_light: need x_bin >= 1 and positive knot spacings, "
-        msg += f"got {x_bin}, {y_knot}, {x_knot}"
-        raise InvalidParameterError(msg)
-    data, _, good = _frame_arrays(frame, "fit_scattered_light: frame")
+def _fit_grid(data, use, x_bin, y_knot, x_knot):
+    """The two-stage spline fit of ``data`` at the pixels ``use`` (see the module docstring)."""
     ny, nx = data.shape
-    use = good & inter_order_mask(data.shape, traces, getattr(frame, "meta", None), margin=margin)
     nb = max(nx // int(x_bin), 1)
     edges = np.linspace(0, nx, nb + 1).round().astype(int)
     rows = np.arange(ny, dtype=float)
@@ -109,8 +79,72 @@ def fit_scattered_light(frame, traces, *, margin=2.0, x_bin=32, y_knot=96.0, x_k
     return np.ascontiguousarray(model.T)
 
 
+def fit_scattered_light(
+    frame, traces, *, margin=2.0, x_bin=32, y_knot=96.0, x_knot=512.0, profile=None, n_iter=3, read_noise=None
+):
+    """Smooth scattered-light model of a frame from the pixels between the traces.
+
+    Parameters
+    ----------
+    frame : CCDData
+        Image in electrons (ny, nx), possibly a window.
+    traces : Traces
+        Every trace on the frame (lit or not), full-detector coordinates.
+    margin : float
+        Extra distance (px) beyond the aperture half height that counts as inside a trace.
+    x_bin : int
+        Columns averaged per bin before the fits.
+    y_knot, x_knot : float
+        Spline knot spacings (px) along y and x; the model is smooth on these scales.
+    profile : Profiles or None
+        With wing-aware profiles (:func:`~nres.extract.measure_profiles`), the light of the lit
+        traces' profiles (:func:`~nres.extract.trace_model`, fitted to the frame minus the current
+        background) is removed from the inter-order pixels before the fit, ``n_iter`` times.
+        Without it, wings reaching between the orders count as scattered light.
+    n_iter : int
+        Background / trace-model iterations when ``profile`` is given.
+    read_noise : float or None
+        Read noise (e-) for the trace model's weights; default ``meta["RDNOISE"]``.
+
+    Returns
+    -------
+    ndarray, shape (ny, nx)
+        Scattered light (electrons) at every pixel.
+
+    Raises
+    ------
+    FitError
+        Too few inter-order pixels.
+    """
+    if int(x_bin) < 1 or not y_knot > 0 or not x_knot > 0:
+        msg = "fit_scattered_light: need x_bin >= 1 and positive knot spacings, "
+        msg += f"got {x_bin}, {y_knot}, {x_knot}"
+        raise InvalidParameterError(msg)
+    data, _, good = _frame_arrays(frame, "fit_scattered_light: frame")
+    meta = getattr(frame, "meta", None)
+    use = good & inter_order_mask(data.shape, traces, meta, margin=margin)
+    model = _fit_grid(data, use, x_bin, y_knot, x_knot)
+    if profile is None:
+        return model
+    if int(n_iter) < 1:
+        msg = f"fit_scattered_light: n_iter must be >= 1, got {n_iter}"
+        raise InvalidParameterError(msg)
+    from .extraction import _select, trace_model
+
+    # the lit traces' light is modelled out to their wings: every pixel away from a lit aperture
+    # (unlit fibers' positions included) now samples the background
+    lit = _select(traces, frame, None)
+    use = good & inter_order_mask(data.shape, lit, meta, margin=margin)
+    # the traces' profile wings reach between the orders: fit the background to what the joint
+    # trace model (fitted to the frame minus the current background) leaves there
+    for _ in range(int(n_iter)):
+        traces_light = trace_model(frame, traces, profile=profile, background=model, read_noise=read_noise)
+        model = _fit_grid(data - traces_light, use, x_bin, y_knot, x_knot)
+    return model
+
+
 def subtract_scattered_light(frame, traces, **options):
-    """Subtract :func:`fit_scattered_light` from a frame.
+    """Subtract :func:`fit_scattered_light` (same options, e.g. ``profile=``) from a frame.
 
     Returns
     -------

@@ -28,7 +28,7 @@ from . import _extract_kernels as _k
 from .identify import lit_fibers
 from .profiles import Profiles, _frame_arrays, _window_centers
 
-__all__ = ["extract", "METHODS"]
+__all__ = ["extract", "trace_model", "METHODS"]
 
 #: Extraction methods.
 METHODS = ("optimal", "box", "idl")
@@ -333,19 +333,22 @@ def extract(
     table["n_rejected"] = (nrej % 1000).sum(axis=1) + (nrej // 1000).sum(axis=1)
     table["n_flagged"] = ((flags & FLAG_DTYPE(Flag.COSMIC_RAY | Flag.OUTLIER)) != 0).sum(axis=1)
     table["n_bleed"] = n_bleed
-    # light of the neighbouring traces' profiles inside each aperture, as a fraction of the trace's
-    # own light there (NaN without a joint fit): where it is not ~0 the plain box is contaminated
+    # light of the neighbouring traces' profiles inside each aperture relative to the trace's own
+    # light there (NaN without a joint fit): flux-weighted over the order, and the largest over the
+    # columns with at least 10 % of the order's peak own light; the plain box carries it in full
     if contam is not None:
-        with np.errstate(all="ignore"):
-            frac = contam / own
-        ok = np.isfinite(frac)
-        table["contamination"] = [
-            np.median(frac[t, ok[t]]) if ok[t].any() else np.nan for t in range(len(sel))
-        ]
-        table["contamination_max"] = [
-            np.max(np.abs(frac[t, ok[t]])) if ok[t].any() else np.nan for t in range(len(sel))
-        ]
-        table["overlap"] = [bool(np.any(contam[t, ok[t]] != 0.0)) for t in range(len(sel))]
+        ok = np.isfinite(contam) & np.isfinite(own)
+        c_sum = np.where(ok, contam, 0.0).sum(axis=1)
+        o_sum = np.where(ok, own, 0.0).sum(axis=1)
+        table["contamination"] = np.divide(c_sum, o_sum, out=np.full(len(sel), np.nan), where=o_sum > 0)
+        cmax = np.full(len(sel), np.nan)
+        for t in range(len(sel)):
+            if ok[t].any():
+                bright = ok[t] & (own[t] >= 0.1 * np.max(own[t, ok[t]])) & (own[t] > 0)
+                if bright.any():
+                    cmax[t] = np.max(np.abs(contam[t, bright]) / own[t, bright])
+        table["contamination_max"] = cmax
+        table["overlap"] = np.array([bool(np.any(contam[t, ok[t]] != 0.0)) for t in range(len(sel))])
     else:
         table["contamination"] = np.full(len(sel), np.nan)
         table["contamination_max"] = np.full(len(sel), np.nan)
@@ -376,3 +379,62 @@ def extract(
     if return_rejected:
         return spec, rejT
     return spec
+
+
+def trace_model(
+    frame, traces, *, profile, fibers=None, background=None, read_noise=None, n_iter=3, kappa=5.0
+):
+    """Model image of the lit traces: each one's joint optimal flux times its profile.
+
+    Parameters
+    ----------
+    frame : CCDData
+        Image in electrons (ny, nx), possibly a window; the fluxes are fitted to
+        ``frame - background``.
+    traces : Traces
+        Traces (full-detector coordinates); those of ``fibers`` are modelled.
+    profile : Profiles
+        Normalised profiles; the model reaches as far as their ``dy`` grid.
+    fibers : sequence of int or None
+        Default the lit fibers of ``meta["OBJECTS"]``.
+    background : ndarray (ny, nx) or None
+        Scattered light to remove before the fit (and counted in the model variance).
+    read_noise : float or None
+        Read noise (e-); default ``meta["RDNOISE"]``.
+    n_iter, kappa : int, float
+        As :func:`extract` (up to 4 outliers per trace and column are rejected).
+
+    Returns
+    -------
+    ndarray, shape (ny, nx)
+        Electrons from the traces' profiles (wings included) at every pixel; columns where a trace
+        has no flux (off the frame, no weight) contribute nothing for that trace.
+    """
+    if not isinstance(profile, Profiles):
+        msg = "trace_model: profile must be a Profiles (see nres.extract.measure_profiles)"
+        raise InvalidParameterError(msg)
+    sel = _select(traces, frame, fibers)
+    dataT, _, goodT = _frame_arrays(frame, "trace_model: frame")
+    ny, nx = dataT.shape
+    meta = getattr(frame, "meta", None)
+    cen, xfull = _window_centers(sel, (ny, nx), meta)
+    rn = _read_noise(frame, read_noise)
+    var0T = np.full((1, 1), rn * rn)
+    if background is not None:
+        bkg = np.asarray(background, dtype=np.float64)
+        if bkg.shape != (ny, nx):
+            msg = f"trace_model: background must have the frame's shape {(ny, nx)}, got {bkg.shape}"
+            raise InvalidParameterError(msg)
+        dataT = np.ascontiguousarray(dataT - bkg)
+        var0T = np.ascontiguousarray(rn * rn + np.maximum(bkg, 0.0))
+    prof = np.ascontiguousarray(profile.for_traces(sel))
+    grid0, gstep = _grid(profile)
+    blk_k, blk_f = profile.block_weights(xfull)
+    blk_k = np.ascontiguousarray(blk_k, dtype=np.int64)
+    blk_f = np.ascontiguousarray(blk_f, dtype=np.float64)
+    rej = np.zeros((ny, nx), dtype=np.bool_)
+    flux = _k._joint_extract(
+        dataT, var0T, goodT, cen, prof, blk_k, blk_f, grid0, gstep, 0.5 * sel.box_height, int(n_iter),
+        float(kappa), 4, rej,
+    )[0]  # fmt: skip
+    return _k._render_model(ny, cen, flux, prof, blk_k, blk_f, grid0, gstep)

@@ -222,7 +222,7 @@ def _knots(grid, rcore, knot_spacing, wing_knot_spacing):
     return np.r_[[lo] * 4, inner, [hi] * 4], inner
 
 
-def _smooth_blocks(sv, sw, grid, knots, inner, fit, out, prior=0.0):
+def _smooth_blocks(sv, sw, grid, knots, inner, fit, out, prior=0.0, pedestal=False):
     """Spline-smooth the binned samples ``sv / sw`` (ntr, nblock, ngrid) of the traces where ``fit``
     into ``out`` (normalised to ``sum * step = 1``); returns (n_bad, n_pooled)."""
     ntr, n_blocks, _ = sv.shape
@@ -258,6 +258,10 @@ def _smooth_blocks(sv, sw, grid, knots, inner, fit, out, prior=0.0):
                 p = spl(grid)
             except (ValueError, np.linalg.LinAlgError):
                 p = np.interp(grid, grid[ok], mean)
+            if pedestal:
+                # the wings end within the grid: a level left at its ends is a pedestal (an error of
+                # the subtracted scattered light), not light of this trace
+                p = p - p[np.abs(grid) >= grid[-1] - 0.5].mean()
             total = p.sum() * step
             if not total > 0:
                 n_bad += 1
@@ -278,6 +282,7 @@ def measure_profiles(
     wing_knot_spacing=1.0,
     joint=True,
     n_joint=6,
+    pedestal=False,
     profile_anchor=None,
     legacy=False,
 ) -> Profiles:
@@ -317,6 +322,12 @@ def measure_profiles(
         Measure neighbouring traces' profiles together (see above).
     n_joint : int
         Joint iterations (each a flux fit and a re-measurement).
+    pedestal : bool
+        Remove a constant level left at the ends of the joint profiles (the wings must have ended
+        there). Use it once when the flat's scattered light is still crude (fitted without a
+        profile, so the wings were taken for background): a pedestal and a background error are
+        otherwise the same thing under overlapping traces. Then refit the scattered light with the
+        profile and re-measure without it (docs/extraction.md).
     profile_anchor : {"center", "idl"} or None
         "center": each block's profile describes its centre column (default). "idl": the original's
         anchoring at the block's left edge (legacy; see docs/legacy.md).
@@ -441,7 +452,9 @@ def measure_profiles(
                 sv[sub] += a
                 sw[sub] += b
             new = np.zeros_like(out)
-            n_bad, n_pooled = _smooth_blocks(sv, sw, grid, knots, inner, fit, new, prior=1e-6)
+            n_bad, n_pooled = _smooth_blocks(
+                sv, sw, grid, knots, inner, fit, new, prior=1e-6, pedestal=pedestal
+            )
             n_bad += int((~fit).sum()) * n_blocks
             peak = out.max(axis=-1, keepdims=True)
             with np.errstate(all="ignore"):
