@@ -100,3 +100,7 @@ def test_find_lines_rejects_bad_input():
         find_lines(_spectrum([(20.0, 100.0)]), half_window=1)
     with pytest.raises(InvalidParameterError, match="centroid"):
         find_lines(_spectrum([(20.0, 100.0)]), centroid="moments")
+    with pytest.raises(InvalidParameterError, match=r"fibers=\[2\] not in spec"):
+        find_lines(_spectrum([(20.0, 100.0)]), fibers=[2])
+    with pytest.raises(InvalidParameterError, match="EchelleSpectrum"):
+        find_lines(np.ones((1, 1, 50)))

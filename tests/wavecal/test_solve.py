@@ -8,7 +8,7 @@ import pytest
 from scipy.special import erf
 
 from nres.doppler import C_M_S
-from nres.errors import InvalidInputFileError, InvalidParameterError
+from nres.errors import FitError, InvalidInputFileError, InvalidParameterError
 from nres.instrument import PhysicalModel
 from nres.sim.extracted_arc import simulate_extracted_arc
 from nres.wavecal import _kernels
@@ -185,6 +185,20 @@ def test_apply_solution_and_fits_round_trip(noisy, tmp_path):
 def test_solve_needs_a_model(noiseless):
     with pytest.raises(InvalidParameterError, match="model"):
         solve(noiseless[0])
+
+
+def test_solve_and_apply_reject_bad_input(noiseless):
+    spec, model = noiseless[0], PhysicalModel.for_site("lsc", mjd=START_MJD)
+    with pytest.raises(InvalidParameterError, match="both x_degree and order_degree"):
+        solve(spec, model=model, x_degree=3)
+    with pytest.raises(InvalidParameterError, match="x >= 1"):
+        solve(spec, model=model, x_degree=0, order_degree=2)
+    with pytest.raises(InvalidParameterError, match="not in spec"):
+        solve(spec, model=model, fibers=[2])  # this arc lights fibers 0 and 1
+    with pytest.raises(FitError, match="usable lines"):
+        solve(spec, model=model, found=find_lines(spec)[:5])
+    with pytest.raises(InvalidParameterError, match="WavelengthSolution"):
+        apply_solution(spec, model)
 
 
 def test_normal_equations_kernel_matches_numpy():

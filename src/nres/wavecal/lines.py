@@ -123,9 +123,13 @@ def find_lines(
     Raises
     ------
     InvalidParameterError
-        ``spec`` has no variance, or an option is out of range.
+        ``spec`` is not an EchelleSpectrum or has no variance, a requested fiber is not in it,
+        or an option is out of range.
     """
     opts = _legacy.resolve(_FIND, legacy, centroid=centroid)
+    if not all(hasattr(spec, a) for a in ("fibers", "orders", "pixel", "variance")):
+        msg = f"find_lines: spec must be an EchelleSpectrum, got {type(spec).__name__}"
+        raise InvalidParameterError(msg)
     if spec.variance is None:
         msg = "find_lines: spec has no variance (VarianceUncertainty); centre errors need it"
         raise InvalidParameterError(msg)
@@ -135,6 +139,10 @@ def find_lines(
         raise InvalidParameterError(msg)
     blend = 2.0 * half_window if blend_separation is None else float(blend_separation)
     fiber_ids = np.asarray(spec.fibers) if fibers is None else np.atleast_1d(fibers)
+    missing = [int(f) for f in fiber_ids if f not in set(np.asarray(spec.fibers).tolist())]
+    if missing:
+        msg = f"find_lines: fibers={missing} not in spec (fibers {[int(f) for f in spec.fibers]})"
+        raise InvalidParameterError(msg)
     fidx = np.array([int(np.flatnonzero(np.asarray(spec.fibers) == f)[0]) for f in fiber_ids])
     data = np.ascontiguousarray(np.asarray(spec.data, dtype=np.float64)[fidx])
     variance = np.asarray(spec.variance, dtype=np.float64)[fidx]

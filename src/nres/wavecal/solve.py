@@ -128,6 +128,9 @@ def _cv_degrees(basis_full, y, w, xd_max, od_max, folds, seed=0):
                 score += ck - 2 * coef @ bk[cols] + coef @ nk[np.ix_(cols, cols)] @ coef
             if best is None or score < best[0]:
                 best = (score, xd, od)
+    if best is None:
+        msg = f"solve: {n} lines are too few to choose the correction degrees (need >= 6); give them"
+        raise FitError(msg)
     return best[1], best[2]
 
 
@@ -206,9 +209,9 @@ def solve(
     Raises
     ------
     InvalidParameterError
-        No model or a bad option.
+        No model, a bad option or degree, or a requested fiber not in ``arc_spec``.
     FitError
-        Too few lines matched.
+        Too few lines found or matched.
     """
     from ..instrument import thar_lines
 
@@ -218,6 +221,13 @@ def solve(
         raise InvalidParameterError(msg)
     if z0 not in ("tied", "prior"):
         msg = f"solve: z0={z0!r}; expected 'tied' or 'prior'"
+        raise InvalidParameterError(msg)
+    if (x_degree is None) != (order_degree is None):
+        msg = "solve: give both x_degree and order_degree, or neither (cross-validation)"
+        raise InvalidParameterError(msg)
+    degrees = (max_degree[0], max_degree[1]) if x_degree is None else (x_degree, order_degree)
+    if int(degrees[0]) < 1 or int(degrees[1]) < 0:
+        msg = f"solve: degrees {degrees} (x, order); expected x >= 1 and order >= 0"
         raise InvalidParameterError(msg)
     lines = thar_lines("redman") if lines is None else lines
     lam_list = np.asarray(lines["wavelength"].to_value(u.nm), dtype=np.float64)
@@ -235,6 +245,9 @@ def solve(
     n_found = len(found)
     good = found[found["flags"] == 0]
     fiber_ids = tuple(int(f) for f in np.unique(good["fiber"]))
+    if len(good) < min_lines:
+        msg = f"solve: only {len(good)} usable lines found (need min_lines={min_lines}) in fibers {fibers}"
+        raise FitError(msg)
 
     grids = model.wavelength_grid().to_value(u.nm)
 
@@ -441,7 +454,15 @@ def apply_solution(spec, solution):
     -------
     EchelleSpectrum
         With ``wavelength`` (fiber, order, pixel) nm; fibers without a fitted correction use fiber 1's.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``solution`` is not a :class:`WavelengthSolution`.
     """
+    if not isinstance(solution, WavelengthSolution):
+        msg = f"apply_solution: solution must be a WavelengthSolution, got {type(solution).__name__}"
+        raise InvalidParameterError(msg)
     x = np.asarray(spec.pixel, dtype=np.float64)
     orders = np.asarray(spec.orders) + solution.order_shift
     wl = np.empty(spec.shape)
