@@ -318,8 +318,15 @@ def _coadd(epochs, zb, s_star, knot_step, clip, medium, template_cls):
             hi_all.append(hi[g])
             y_all.append(flux[jj][g])
             w_all.append(1.0 / var[jj][g])
+        # only the range every epoch covers: near the ends a pixel-mean spline constrained by one or two
+        # shifted epochs amplifies their noise (deconvolution), and measure() keeps a 30 km/s margin
+        # from the template's ends anyway
+        common_lo = max(v.min() for v in lo_all if v.size)
+        common_hi = min(v.max() for v in hi_all if v.size)
         lo, hi = np.concatenate(lo_all), np.concatenate(hi_all)
         y, w = np.concatenate(y_all), np.concatenate(w_all)
+        inside = (lo >= common_lo) & (hi <= common_hi)
+        lo, hi, y, w = lo[inside], hi[inside], y[inside], w[inside]
         if y.size < 20:
             msg = f"Template.from_spectra: order {orders[j]} has fewer than 20 good pixels"
             raise FitError(msg)
