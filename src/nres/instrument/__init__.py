@@ -7,31 +7,29 @@ Names load lazily from their modules so that ``import nres.instrument`` stays ch
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 #: public name -> module (relative to this package)
 _EXPORTS = {
     # sites.py / cameras.py
-    "SITES": "sites", "site_location": "sites", "Site": "sites",
-    "camera_info": "cameras", "CameraInfo": "cameras",
+    "SITES": "sites",
+    "site_location": "sites",
+    "Site": "sites",
+    "camera_info": "cameras",
+    "CameraInfo": "cameras",
     # spectrograph.py / physical_model.py
-    "spectrograph_table": "spectrograph", "PhysicalModel": "physical_model",
+    "spectrograph_table": "spectrograph",
+    "PhysicalModel": "physical_model",
     # trace_tables.py (not reference_traces.py: a submodule named like its function would shadow it)
-    "reference_traces": "trace_tables", "reference_trace_files": "trace_tables",
+    "reference_traces": "trace_tables",
+    "reference_trace_files": "trace_tables",
     # linelists.py / airvac.py
-    "thar_lines": "linelists", "air_to_vacuum": "airvac", "vacuum_to_air": "airvac",
+    "thar_lines": "linelists",
+    "air_to_vacuum": "airvac",
+    "vacuum_to_air": "airvac",
     "refractive_index_air": "airvac",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    msg = f"module 'nres.instrument' has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -1,13 +1,15 @@
 """nres.sim: synthetic NRES frames and extracted spectra with their truth.
 
 ``simulate`` makes a 2-D frame (BIAS, DARK, LAMPFLAT, DOUBLE, TARGET) in memory;
-``simulate_extracted`` makes a stellar spectrum at the extracted level; ``simulate_extracted_arc`` makes an extracted ThAr arc; ``StellarSpectrum`` is
-the analytic stellar template; ``Truth`` holds the known answers.
+``simulate_extracted`` makes a stellar spectrum at the extracted level; ``simulate_extracted_arc``
+makes an extracted ThAr arc; ``StellarSpectrum`` is the analytic stellar template; ``Truth`` holds
+the known answers; ``write_raw`` and ``simulate_night`` write raw NRES files and whole nights.
+Names load lazily from their modules.
 """
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "simulate": "core",
@@ -25,13 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    msg = f"module 'nres.sim' has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
