@@ -27,7 +27,7 @@ from .doppler import (
 )
 from .geometry import profile_sigma, transform_traces, wavelength_offset
 from .scattered import interpolate_grid, scattered_light
-from .sources import blaze_function, tungsten_sed
+from .sources import blaze_function, line_brightness, tungsten_sed
 from .star import StellarSpectrum
 from .truth import Truth
 
@@ -126,15 +126,14 @@ def _model_wavelength(model, x, order, fiber, y, cfg, drift):
 
 def _thar_lines(line_list, wl_ext, x_ext, thar_level, scale):
     lam = line_list["wavelength"].to_value(u.nm)
-    bright = np.nan_to_num(np.asarray(line_list["intensity"], dtype=float), nan=0.0)
-    ref = np.percentile(bright[bright > 0], 99.8) if np.any(bright > 0) else 1.0
+    bright = line_brightness(line_list)
     lo, hi = min(wl_ext[0], wl_ext[-1]), max(wl_ext[0], wl_ext[-1])
     inside = np.flatnonzero((lam > lo) & (lam < hi) & (bright > 0))
     increasing = wl_ext[-1] > wl_ext[0]
     wl_sorted = wl_ext if increasing else wl_ext[::-1]
     x_sorted = x_ext if increasing else x_ext[::-1]
     xl = np.interp(lam[inside], wl_sorted, x_sorted.astype(float))
-    return inside, xl, thar_level * scale * bright[inside] / ref
+    return inside, xl, thar_level * scale * bright[inside]
 
 
 def simulate(

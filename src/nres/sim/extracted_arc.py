@@ -18,7 +18,7 @@ from ..flags import Flag, empty_flags
 from ._kernels import line_spectrum
 from .config import SimConfig
 from .geometry import transform_traces, wavelength_offset
-from .sources import blaze_function
+from .sources import blaze_function, line_brightness
 from .truth import Truth
 
 __all__ = ["simulate_extracted_arc"]
@@ -88,8 +88,10 @@ def simulate_extracted_arc(
         Add the simulator's field distortion and lateral colour (``SimConfig`` amplitudes).
     drift : tuple of float or None
         ``(dx0, dx1)``: extra shift ``dx0 + dx1 t`` px (``t`` = x mapped to [-1, 1]).
-    line_list : {"redman", "eso"} or QTable
-        Lines rendered (need an ``intensity`` column; lines without one are not rendered).
+    line_list : "redman" or QTable
+        Lines rendered: a packaged list name or a table with ``wavelength`` and ``intensity``
+        (lines without a positive intensity are not rendered; a list with none at all, such as
+        the ESO atlas, raises InvalidParameterError).
     lsf_sigma : float or None
         Gaussian sigma of the lines along x, px (default ``SimConfig.lsf_sigma``).
     background : float
@@ -135,8 +137,7 @@ def simulate_extracted_arc(
     amp_d, amp_c = (cfg.distortion, cfg.lateral_colour) if distortion else (0.0, 0.0)
 
     lam = lines["wavelength"].to_value(u.nm)
-    bright = np.nan_to_num(np.asarray(lines["intensity"], dtype=float), nan=0.0)
-    ref = np.percentile(bright[bright > 0], 99.8)
+    bright = line_brightness(lines)
     shape = (len(fibers), orders.size, x.size)
     wl = np.empty(shape)
     expected = np.full(shape, float(background))
@@ -174,7 +175,7 @@ def simulate_extracted_arc(
                 )
                 w1 = model.wavelength(xl + h - dxh, int(m), f).to_value(u.nm)
                 xl = xl - (w0 - lam[inside]) / ((w1 - w0) / h)
-            flux = flux_scale * bright[inside] / ref * blaze_function(lam[inside], int(m), centre)
+            flux = flux_scale * bright[inside] * blaze_function(lam[inside], int(m), centre)
             row = np.zeros(x.size)
             line_spectrum(0, x.size, np.ascontiguousarray(xl), np.ascontiguousarray(flux), sigma, row)
             expected[i, j] += row

@@ -15,7 +15,7 @@ from scipy.ndimage import gaussian_filter
 
 from . import _kernels
 from .geometry import wavelength_offset
-from .sources import blaze_function, tungsten_sed
+from .sources import blaze_function, line_brightness, tungsten_sed
 
 __all__ = ["scattered_light", "scattered_grid", "interpolate_grid", "CELL"]
 
@@ -39,8 +39,7 @@ def scattered_grid(traces, lit, model, cfg, *, scale, line_list, template_level)
     valid_nodes = traces.valid(nodes)[lit_idx]
     if line_list is not None:
         lam = line_list["wavelength"].to_value(u.nm)
-        bright = np.nan_to_num(np.asarray(line_list["intensity"], dtype=float), nan=0.0)
-        ref = np.percentile(bright[bright > 0], 99.8)
+        bright = line_brightness(line_list)
     for k, t in enumerate(lit_idx):
         fiber, order = int(traces.fibers[t]), int(traces.orders[t])
         source = lit[fiber]
@@ -53,7 +52,7 @@ def scattered_grid(traces, lit, model, cfg, *, scale, line_list, template_level)
             ok = (lam > wl.min()) & (lam < wl.max())
             order_x = np.argsort(wl)
             xl = np.interp(lam[ok], wl[order_x], xfine[order_x])
-            fl = cfg.thar_level * scale * bright[ok] / ref * np.interp(xl, xfine, blz)
+            fl = cfg.thar_level * scale * bright[ok] * np.interp(xl, xfine, blz)
             per_col = np.histogram(xl, bins=bins, weights=fl)[0] / CELL
         else:
             level = cfg.flat_level if source == "flat" else template_level

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["blaze_function", "tungsten_sed", "pixel_edges"]
+from ..errors import InvalidParameterError
+
+__all__ = ["blaze_function", "tungsten_sed", "pixel_edges", "line_brightness"]
 
 #: Colour temperature (K) of the simulated tungsten flat lamp.
 TUNGSTEN_K = 3000.0
@@ -43,3 +45,34 @@ def pixel_edges(centres):
     first = c[..., :1] - (mid[..., :1] - c[..., :1])
     last = c[..., -1:] + (c[..., -1:] - mid[..., -1:])
     return np.concatenate([first, mid, last], axis=-1)
+
+
+def line_brightness(line_list):
+    """Relative brightness of every line of a ThAr list: ``intensity / (99.8th percentile)``.
+
+    Lines without a positive intensity get 0 (not rendered).
+
+    Parameters
+    ----------
+    line_list : QTable
+        With an ``intensity`` column (NaN = unknown).
+
+    Returns
+    -------
+    ndarray, shape (n_lines,)
+
+    Raises
+    ------
+    InvalidParameterError
+        No line has a positive intensity (e.g. the ESO atlas, which lists none): nothing could
+        be rendered, so the simulator refuses instead of making a frame without lines.
+    """
+    bright = np.nan_to_num(np.asarray(line_list["intensity"], dtype=float), nan=0.0)
+    positive = bright[bright > 0]
+    if positive.size == 0:
+        msg = (
+            "line_list: no line has a positive 'intensity', so no ThAr line can be rendered "
+            "(the ESO atlas lists none; use thar_lines('redman') or add intensities)"
+        )
+        raise InvalidParameterError(msg)
+    return np.where(bright > 0, bright, 0.0) / np.percentile(positive, 99.8)
