@@ -133,6 +133,15 @@ def test_provenance_records_steps_in_order(meta_factory):
     assert meta["OBSTYPE"] == "BIAS"  # no collision with 8-character keywords
 
 
+def test_provenance_records_non_finite_floats_as_text_so_headers_stay_writable():
+    hdr = fits.Header()
+    provenance.record_provenance(hdr, "nres.test", sigma=float("nan"), limit=np.inf, gain=1.5)
+    hdr.tostring()  # astropy refuses NaN/inf values in a header: this would raise
+    assert provenance.read_provenance(hdr)[0] | {"version": None} == {
+        "step": "nres.test", "version": None, "sigma": "nan", "limit": "inf", "gain": 1.5
+    }
+
+
 def test_provenance_survives_fits_round_trip(tmp_path):
     hdr = fits.Header()
     provenance.record_provenance(hdr, "nres.extract.extract", method="optimal", niter=3)

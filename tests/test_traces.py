@@ -58,3 +58,27 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
         Traces(np.zeros((2, 3)), [52.0, 53.0], [0, 0])
     with pytest.raises(InvalidInputFileError, match="does not exist"):
         Traces.read(tmp_path / "missing.fits")
+
+
+def test_read_of_an_incomplete_traces_table_names_the_file(tmp_path):
+    from astropy.io import fits
+
+    x, y, orders, fibers = _parabolas()
+    table = Traces.from_samples(x, y, orders=orders, fibers=fibers, degree=2).to_table()
+    del table.meta["BOXHEIGH"]
+    path = tmp_path / "nobox.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.table_to_hdu(table)]).writeto(path)
+    with pytest.raises(InvalidInputFileError, match=r"nobox\.fits.*BOXHEIGH"):
+        Traces.read(path)
+    table = Traces.from_samples(x, y, orders=orders, fibers=fibers, degree=2).to_table()
+    table["order"] = 52  # (fiber, order) pairs no longer unique
+    path = tmp_path / "dup.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.table_to_hdu(table)]).writeto(path)
+    with pytest.raises(InvalidInputFileError, match=r"dup\.fits.*unique"):
+        Traces.read(path)
+
+
+def test_empty_selection_has_a_repr():
+    x, y, orders, fibers = _parabolas()
+    empty = Traces.from_samples(x, y, orders=orders, fibers=fibers, degree=2).select(orders=99)
+    assert len(empty) == 0 and repr(empty) == "<Traces: 0 traces, degree 2>"

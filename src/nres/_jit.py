@@ -15,8 +15,9 @@ Rationale
   (orders, fibers, columns, pixel rows). Batch workers set one numba thread each
   (:func:`set_num_threads`).
 
-Kernels import these dictionaries, never literal options: ``tests/test_jit_policy.py`` greps the
-package for ``cache=``/``fastmath=``/``parallel=`` outside this module.
+Kernels use these decorators, never literal options:
+``tests/test_conventions.py::test_jit_options_only_in_jit_module`` greps the package for
+``cache=``/``fastmath=``/``parallel=True``/``@njit(`` outside this module.
 """
 
 from __future__ import annotations

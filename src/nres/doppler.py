@@ -7,7 +7,8 @@ measured RV; ``z_B = v_corr / c``) is seen at
     1 + z_obs = (1 + z_star) / (1 + z_B)
 
 so the barycentric redshift of a measured ``z_obs`` is ``(1 + z_obs) * (1 + z_B) - 1``, which
-differs from ``z_obs + z_B`` by ``z_obs * z_B`` (up to ~3 m/s for 100 km/s stars). A wavelength
+differs from ``z_obs + z_B`` by ``z_obs * z_B`` (``c z_obs z_B`` is ~10 m/s for a 100 km/s star
+at the largest |v_corr| of ~30 km/s). A wavelength
 emitted at ``lam0`` is observed at ``lam0 * (1 + z)``. Radial velocities are reported as
 ``c * z`` (the "spectroscopic radial velocity" of IAU 2000 Resolution C1), not the
 relativistic velocity.

@@ -32,7 +32,8 @@ def _scalar(value):
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
-        return float(value)
+        # FITS headers cannot hold NaN/inf: record them as text so the step's record is complete
+        return float(value) if np.isfinite(value) else str(float(value))
     if isinstance(value, str):
         return value if len(value) <= _MAX_VALUE_CHARS else value[: _MAX_VALUE_CHARS - 3] + "..."
     if value is None:
@@ -51,6 +52,8 @@ def record_provenance(meta, step: str, **options) -> int:
         Name of the step, e.g. ``"nres.calib.process_ccd"``.
     **options
         The step's options; scalars (bool, int, float, str, None) are recorded, others skipped.
+        A non-finite float is recorded as the string ``"nan"``/``"inf"``/``"-inf"`` and a string
+        longer than 40 characters is shortened with ``"..."``.
 
     Returns
     -------

@@ -240,8 +240,15 @@ class Traces:
             raise InvalidInputFileError(path, "file does not exist") from err
         except (OSError, KeyError) as err:
             raise InvalidInputFileError(path, f"not an nres TRACES file ({err})") from err
-        return cls.from_table(table)
+        try:
+            return cls.from_table(table)
+        except KeyError as err:
+            raise InvalidInputFileError(path, f"TRACES table lacks column or keyword {err}") from err
+        except InvalidParameterError as err:
+            raise InvalidInputFileError(path, f"inconsistent TRACES table ({err})") from err
 
     def __repr__(self) -> str:
+        if len(self) == 0:
+            return f"<Traces: 0 traces, degree {self.degree}>"
         return (f"<Traces: {len(self)} traces, fibers {sorted(set(self.fibers.tolist()))}, "
                 f"orders {self.orders.min()}..{self.orders.max()}, degree {self.degree}>")

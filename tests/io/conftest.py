@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from .raw_builders import make_image, real_main_header, telescope_header, write_raw
 
 

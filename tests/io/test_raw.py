@@ -10,12 +10,13 @@ import types
 import astropy.units as u
 import numpy as np
 import pytest
-from .raw_builders import SHAPE, real_main_header, telescope_header, write_raw
 
 import nres.io
 from nres.errors import InvalidInputFileError, InvalidParameterError, NRESWarning
 from nres.io import RawInfo, parse_section, read_raw
 from nres.io import rawinfo as rawinfo_module
+
+from .raw_builders import SHAPE, real_main_header, telescope_header, write_raw
 
 
 @pytest.fixture(scope="module")

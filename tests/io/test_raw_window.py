@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from .raw_builders import real_main_header, write_raw
 
 from nres.errors import InvalidInputFileError
 from nres.io import read_raw
 from nres.window import window_origin
+
+from .raw_builders import real_main_header, write_raw
 
 
 def _window_header(y0, x0, ny, nx):

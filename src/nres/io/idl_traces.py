@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import InvalidInputFileError, InvalidParameterError
 from ..traces import Traces
+from ..window import DETECTOR_SHAPE
 
 __all__ = [
     "Y_CONVENTIONS",
@@ -53,9 +54,6 @@ NORD = 67
 
 #: y convention -> (x shift, y shift) that takes the file's numbers to nres pixel indices.
 Y_CONVENTIONS = {"numpy": (0.0, 0.0), "idl": (0.0, -0.5), "ds9": (-1.0, -1.0)}
-
-#: Full-detector size (ny, nx) of the trimmed NRES detector.
-DETECTOR_SHAPE = (4096, 4096)
 
 
 @dataclass(frozen=True, eq=False)
