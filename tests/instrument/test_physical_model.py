@@ -242,6 +242,14 @@ def test_orders_containing():
     assert len(model.orders_containing(300.0)) == 0
 
 
+def test_non_length_wavelength_is_an_invalid_parameter():
+    model = PhysicalModel(**HEADER_PARAMS)
+    with pytest.raises(InvalidParameterError, match="wavelength.*Hz"):
+        model.pixel(5.0 * u.Hz, 80)
+    with pytest.raises(InvalidParameterError, match="wavelength.*Hz"):
+        model.orders_containing(5.0 * u.Hz)
+
+
 def test_order_index_conversions_and_errors():
     model = PhysicalModel(**HEADER_PARAMS)
     assert model.order_index(52) == 0 and model.order_from_index(66) == 118

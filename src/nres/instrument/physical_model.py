@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
+import astropy.units as u
 import numpy as np
 
 from .. import legacy as _legacy
@@ -100,6 +101,17 @@ def glass_index(glass: str, wavelength_um):
         b, c = coef
         n2 = 1.0 + sum(bk * lam2 / (lam2 - ck) for bk, ck in zip(b, c, strict=True))
     return np.sqrt(n2)
+
+
+def _nm(wavelength, name="wavelength"):
+    """Float64 nm of a length Quantity (a plain number is taken as nm)."""
+    if not isinstance(wavelength, u.Quantity):
+        return np.asarray(wavelength, dtype=np.float64)
+    try:
+        return np.asarray(wavelength.to_value(u.nm), dtype=np.float64)
+    except u.UnitConversionError as err:
+        msg = f"{name}: expected a length (e.g. 500 * u.nm) or a number in nm, got unit {wavelength.unit}"
+        raise InvalidParameterError(msg) from err
 
 
 def _as_int_array(values, name):
@@ -479,8 +491,6 @@ class PhysicalModel:
 
     def order_heights(self):
         """Prism order-centre height y0m of every order (order-index order), Quantity mm, (nord,)."""
-        import astropy.units as u
-
         return self._y0m.copy() * u.mm
 
     def blaze_wavelength(self, order):
@@ -489,8 +499,6 @@ class PhysicalModel:
         ``2 grspc sinalp cos(gamma_m) / (m (1 + z0))``: the centre of the order's blaze function
         when the blaze angle equals alpha (the Legendre correction, <= 0.15 nm, not included).
         """
-        import astropy.units as u
-
         io = self.order_index(order)
         m = io + self.ord0
         lam = 2.0 * self.grspc * self.sinalp * self._cosgam[io] / m / (1.0 + self.z0) * 1e3
@@ -584,8 +592,6 @@ class PhysicalModel:
 
     def wavelength_index(self, x, order_index, fiber=1, *, medium="vacuum"):
         """As :meth:`wavelength`, with orders given by index (0 = reddest, m = ord0 + index)."""
-        import astropy.units as u
-
         io = _as_int_array(order_index, "order_index")
         if np.any((io < 0) | (io >= self.nord)):
             msg = f"order_index: expected 0..{self.nord - 1}, got {order_index!r}"
@@ -612,8 +618,6 @@ class PhysicalModel:
         Quantity, shape (3, nord, nx)
             ``[fiber, order_index, x]`` in nm (fibers 0, 1, 2; order index 0 = order ``ord0``).
         """
-        import astropy.units as u
-
         half = self.nx // 2
         io = np.arange(self.nord)[:, None]
         jx = (np.arange(self.nx) - half).astype(np.float64)[None, :]
@@ -654,13 +658,7 @@ class PhysicalModel:
         FitError
             Newton's iteration did not converge (should not happen for a physical model).
         """
-        import astropy.units as u
-
-        w = (
-            u.Quantity(wavelength, u.nm).to_value(u.nm)
-            if isinstance(wavelength, u.Quantity)
-            else (np.asarray(wavelength, dtype=np.float64))
-        )
+        w = _nm(wavelength)
         io = self.order_index(order)
         fib = self._fiber_array(fiber)
         w, io, fib = np.broadcast_arrays(np.asarray(w, dtype=np.float64), io, fib)
@@ -692,14 +690,9 @@ class PhysicalModel:
             Columns ``order`` (m), ``order_index`` and ``pixel`` (x of the wavelength), reddest first;
             empty when no order contains it.
         """
-        import astropy.units as u
         from astropy.table import Table
 
-        w = (
-            float(u.Quantity(wavelength, u.nm).value)
-            if isinstance(wavelength, u.Quantity)
-            else float(wavelength)
-        )
+        w = float(_nm(wavelength))
         io = np.arange(self.nord)
         fib = np.full(self.nord, int(self._fiber_array(fiber)))
         lo = self._evaluate(np.zeros(self.nord), io, fib)
