@@ -1,7 +1,10 @@
-"""Benchmarks of nres.calib: in-memory stack vs ccdproc, process_ccd of a full raw frame, and the
-peak memory of stacking from paths in row slabs. Writes benchmarks/results/calib.json.
+"""Benchmarks of nres.calib: in-memory stack vs ccdproc, process_ccd of full raw frames (float64,
+uint16, the simulator's int32 arc; wall and CPU time, default and one numba thread, with the load
+average), and the peak memory of stacking from paths in row slabs. Writes
+benchmarks/results/calib.json.
 
-Run: ``python benchmarks/bench_calib.py [n_path_frames] [--skip-paths]`` (needs the ``bench`` extra: ccdproc).
+Run: ``python benchmarks/bench_calib.py [n_path_frames] [--skip-paths] [--skip-stack]`` (needs the
+``bench`` extra: ccdproc).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from astropy.nddata import CCDData, VarianceUncertainty
 
 import nres.calib as calib
 from _common import time_cold_warm, write_results
+from nres.flags import Flag
 
 SHAPE = (4096, 4096)
 
@@ -74,7 +78,50 @@ def bench_stack(cases):
     cases["stack_10x4096x4096_memory"] = case
 
 
+def _time_cpu(func, repeat):
+    """time_cold_warm plus CPU seconds (time.process_time, all threads) and the load average."""
+    load_before = os.getloadavg()
+    cpu = []
+
+    def timed():
+        c0 = time.process_time()
+        func()
+        cpu.append(time.process_time() - c0)
+
+    case = time_cold_warm(timed, repeat=repeat)
+    case["cpu_warm_s"] = min(cpu[1:])
+    case["loadavg_1_5_15"] = [load_before, os.getloadavg()]
+    return case
+
+
+def _process_cases(cases, name, raw, bias, dark, repeat=9):
+    """process_ccd of one raw frame: default numba threads and one thread (batch workers)."""
+    import numba
+
+    case = _time_cpu(lambda: calib.process_ccd(raw, bias=bias, dark=dark), repeat)
+    n = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        one = _time_cpu(lambda: calib.process_ccd(raw, bias=bias, dark=dark), repeat)
+    finally:
+        numba.set_num_threads(n)
+    case.update(
+        raw_dtype=str(raw.data.dtype),
+        numba_threads=n,
+        one_thread_warm_s=one["warm_s"],
+        one_thread_cpu_warm_s=one["cpu_warm_s"],
+        target_s=0.3,
+        passed=case["warm_s"] < 0.3,
+    )
+    cases[name] = case
+
+
 def bench_process(cases):
+    """process_ccd of full 4108 x 4160 raw frames with a master bias and dark (both with variance).
+
+    float64 raw (the original case), the same frame as uint16 (real NRES files), and the
+    simulator's DOUBLE arc frame (int32, saturated lines with bleed trails).
+    """
     rng = np.random.default_rng(2)
     raw = np.round(rng.normal(1000.0, 3.0, (4108, 4160)))
     raw[:4096, :4096] += rng.uniform(0, 5000, (4096, 4096))
@@ -87,21 +134,27 @@ def bench_process(cases):
         "TRIMSEC": "[1:4096,1:4096]",
         "EXPTIME": 600.0,
     }
-    rawc = CCDData(raw, unit="adu", meta=meta)
     bias = CCDData(np.zeros(SHAPE), unit="electron", uncertainty=VarianceUncertainty(np.ones(SHAPE)))
     dark = CCDData(
         np.full(SHAPE, 1e-3), unit="electron/s", uncertainty=VarianceUncertainty(np.full(SHAPE, 1e-8))
     )
-    load_before = os.getloadavg()
-    case = time_cold_warm(lambda: calib.process_ccd(rawc, bias=bias, dark=dark), repeat=7)
-    case["loadavg_1_5_15"] = [load_before, os.getloadavg()]
-    case.update(target_s=0.3, passed=case["warm_s"] < 0.3)
-    cases["process_ccd_full_frame"] = case
+    _process_cases(cases, "process_ccd_full_frame", CCDData(raw, unit="adu", meta=meta), bias, dark)
+    raw16 = CCDData(raw.astype(np.uint16), unit="adu", meta=meta)
+    _process_cases(cases, "process_ccd_full_frame_uint16", raw16, bias, dark)
+    del raw, raw16
+    import nres.sim
+
+    sim = nres.sim.simulate("DOUBLE", site="lsc", seed=1, raw=True)[0]
+    _process_cases(cases, "process_ccd_sim_double_lsc_int32", sim, bias, dark)
+    cases["process_ccd_sim_double_lsc_int32"]["n_saturated"] = int(
+        np.count_nonzero(calib.process_ccd(sim).flags & Flag.SATURATED)
+    )
 
 
 _CHILD = """
 import sys, time
 import nres.calib as calib
+from nres.flags import Flag
 paths = sys.argv[1:]
 t0 = time.perf_counter()
 out = calib.stack(paths, max_slab_bytes=256_000_000)
@@ -143,24 +196,34 @@ def bench_paths(cases, n):
     cases[f"stack_{n}_paths_peak_rss"] = case
 
 
+def _previous(select):
+    """Cases of the previous results chosen by ``select(name)``, marked as not re-measured."""
+    old = json.loads((Path(__file__).parent / "results" / "calib.json").read_text())["cases"]
+    return {k: {**v, "from_previous_run": True} for k, v in old.items() if select(k)}
+
+
 def main():
-    # "--skip-paths": keep the path cases of the previous results (they take minutes)
-    args = [a for a in sys.argv[1:] if a != "--skip-paths"]
+    # "--skip-paths": keep the path cases of the previous results (they take minutes);
+    # "--skip-stack": keep the in-memory stack case (ccdproc alone takes ~30 s)
+    flags = {"--skip-paths", "--skip-stack"}
+    args = [a for a in sys.argv[1:] if a not in flags]
     n_paths = int(args[0]) if args else 20
     cases = {}
     if "--skip-paths" in sys.argv:
-        old = json.loads((Path(__file__).parent / "results" / "calib.json").read_text())["cases"]
-        cases.update({k: v for k, v in old.items() if "_paths_" in k})
+        cases.update(_previous(lambda k: "_paths_" in k))
     else:
         for n in sorted({10, n_paths}):
             bench_paths(cases, n)
     bench_process(cases)
-    bench_stack(cases)
+    if "--skip-stack" in sys.argv:
+        cases.update(_previous(lambda k: k.startswith("stack_") and "_memory" in k))
+    else:
+        bench_stack(cases)
     write_results("calib", cases)
     print(
         json.dumps(
             {
-                k: {kk: v for kk, v in c.items() if "rss" in kk or "speed" in kk or "rel" in kk}
+                k: {kk: v for kk, v in c.items() if any(w in kk for w in ("rss", "speed", "rel", "cpu"))}
                 for k, c in cases.items()
             },
             indent=1,
