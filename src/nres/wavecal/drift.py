@@ -27,9 +27,9 @@ from astropy.table import QTable
 
 from ..doppler import C_M_S
 from ..errors import FitError, InvalidParameterError
-from .fibers import _legendre_basis
+from ._robust import clipped_lstsq
 from .lines import find_lines
-from .solution import WavelengthSolution
+from .solution import WavelengthSolution, legendre_basis
 
 __all__ = ["Drift", "DriftCorrectedSolution", "measure_drift"]
 
@@ -104,7 +104,7 @@ class Drift:
 
     def _design(self, x, order, fiber):
         x1 = _fiber1_pixel(self.solution, x, order, fiber) if int(fiber) != self.reference_fiber else x
-        return _legendre_basis(x1, order, self.x_degree, self.order_degree)
+        return legendre_basis(x1, order, self.x_degree, self.order_degree)
 
     def shift(self, x, order, fiber=1):
         """Drift ``delta`` (px) at pixel(s) ``x`` of physical order(s) in ``fiber``."""
@@ -336,27 +336,17 @@ def measure_drift(
     order = ref_order[ir]
     shift = tgt_x[it] - ref_x[ir]
     err = np.maximum(np.hypot(tgt_err[it], ref_err[ir]), 1e-5)
-    design = _legendre_basis(ref_x[ir], order, x_degree, order_degree)
+    design = legendre_basis(ref_x[ir], order, x_degree, order_degree)
     p = design.shape[1]
     if shift.size < 2 * p:
         msg = f"measure_drift: {shift.size} line pairs for {p} coefficients; lower x_degree/order_degree"
         raise FitError(msg)
 
     w = 1.0 / err**2
-    used = np.ones(shift.size, dtype=bool)
-    for _ in range(max_iter):
-        sw = np.sqrt(w * used)
-        coef = np.linalg.lstsq(design * sw[:, None], shift * sw, rcond=None)[0]
-        resid = shift - design @ coef
-        norm = resid / err
-        robust = 1.4826 * np.median(np.abs(norm[used]))
-        new = np.abs(norm) <= clip * max(robust, 1.0)
-        if np.array_equal(new, used):
-            break
-        used = new
-        if used.sum() < 2 * p:
-            msg = f"measure_drift: only {int(used.sum())} pairs survive clipping"
-            raise FitError(msg)
+    coef, used, resid = clipped_lstsq(
+        design, shift, err, w, clip=clip, max_iter=max_iter, min_used=2 * p, who="measure_drift"
+    )
+    norm = resid / err
     chi2 = float(np.sum(norm[used] ** 2) / max(used.sum() - p, 1))
     cov = np.linalg.inv((design * (w * used)[:, None]).T @ design) * max(chi2, 1.0)
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from astropy.table import QTable
-from numpy.polynomial import legendre as L
 
 from .. import legacy as _legacy
 from ..errors import FitError, InvalidParameterError
-from .solution import ORDER_CENTRE, ORDER_HALF, X_CENTRE
+from ._robust import clipped_lstsq
+from .solution import legendre_basis
 
 __all__ = ["FiberOffsets", "measure_fiber_offsets", "line_pairs", "idl_shift_basis"]
 
@@ -60,19 +60,10 @@ def idl_shift_basis(x, order, *, nx=4096, nord=67, ord0=52):
     return np.stack([one, jo, jx, jx * jo, jo**2, jx * jo**2, jx**2, jo * jx**2, jx**3, jo**3], axis=1)
 
 
-def _legendre_basis(x, order, x_degree, order_degree):
-    """Design matrix (n, (x_degree + 1)(order_degree + 1)) of P_j(u) P_k(v), j-major."""
-    x = np.asarray(x, dtype=np.float64).ravel()
-    m = np.asarray(order, dtype=np.float64).ravel()
-    px = L.legvander((x - X_CENTRE) / X_CENTRE, x_degree)
-    po = L.legvander((m - ORDER_CENTRE) / ORDER_HALF, order_degree)
-    return (px[:, :, None] * po[:, None, :]).reshape(x.size, -1)
-
-
 def _design(kind, x, order, x_degree, order_degree):
     if kind == "idl":
         return idl_shift_basis(x, order)
-    return _legendre_basis(x, order, x_degree, order_degree)
+    return legendre_basis(x, order, x_degree, order_degree)
 
 
 @dataclass(frozen=True, eq=False)
@@ -257,20 +248,9 @@ def _fit_fiber(design, dx, err, kind_weights, clip, max_iter):
         w = 1.0 / err**2
     scale = np.maximum(np.abs(design).max(axis=0), 1e-300)
     a = design / scale
-    used = np.ones(dx.size, dtype=bool)
-    for _ in range(max_iter):
-        sw = np.sqrt(w * used)
-        coef = np.linalg.lstsq(a * sw[:, None], dx * sw, rcond=None)[0]
-        resid = dx - a @ coef
-        norm = resid / err
-        robust = 1.4826 * np.median(np.abs(norm[used]))
-        new = np.abs(norm) <= clip * max(robust, 1.0)
-        if np.array_equal(new, used):
-            break
-        used = new
-        if used.sum() < design.shape[1] + 1:
-            msg = f"measure_fiber_offsets: only {int(used.sum())} pairs survive clipping"
-            raise FitError(msg)
+    coef, used, resid = clipped_lstsq(
+        a, dx, err, w, clip=clip, max_iter=max_iter, min_used=design.shape[1] + 1, who="measure_fiber_offsets"
+    )
     nmat = (a * (w * used)[:, None]).T @ a
     cov = np.linalg.inv(nmat)
     if kind_weights == "idl":  # the sandwich covariance of a fit with non-inverse-variance weights

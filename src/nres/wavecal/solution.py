@@ -25,6 +25,7 @@ from ..errors import InvalidInputFileError, InvalidParameterError
 __all__ = [
     "WavelengthSolution",
     "correction_basis",
+    "legendre_basis",
     "idl_basis",
     "IDL_TERMS",
     "X_CENTRE",
@@ -37,13 +38,26 @@ ORDER_CENTRE = 85.0
 ORDER_HALF = 33.0
 
 
-def correction_basis(x, order, x_degree, order_degree):
-    """Design matrix (n, (x_degree + 1)(order_degree + 1)) of P_j(u) P_k(v) / m, j-major."""
+def legendre_basis(x, order, x_degree, order_degree):
+    """Design matrix (n, (x_degree + 1)(order_degree + 1)) of P_j(u) P_k(v), j-major.
+
+    ``u = (x - 2047.5) / 2047.5`` (x: full-detector px), ``v = (m - 85) / 33`` (m: physical order).
+    The basis of the fiber offsets and the drift; :func:`correction_basis` divides it by m.
+    """
     x = np.asarray(x, dtype=np.float64).ravel()
     m = np.asarray(order, dtype=np.float64).ravel()
     px = L.legvander((x - X_CENTRE) / X_CENTRE, x_degree)
     po = L.legvander((m - ORDER_CENTRE) / ORDER_HALF, order_degree)
-    return (px[:, :, None] * po[:, None, :]).reshape(x.size, -1) / m[:, None]
+    return (px[:, :, None] * po[:, None, :]).reshape(x.size, -1)
+
+
+def correction_basis(x, order, x_degree, order_degree):
+    """Design matrix (n, (x_degree + 1)(order_degree + 1)) of P_j(u) P_k(v) / m, j-major.
+
+    The wavelength correction's basis: :func:`legendre_basis` divided by the physical order m.
+    """
+    m = np.asarray(order, dtype=np.float64).ravel()
+    return legendre_basis(x, order, x_degree, order_degree) / m[:, None]
 
 
 #: The original's C0..C14 terms as (x degree, order degree) of P_a(ux) P_b(uo) (idl-wavecal.md 3.7).
