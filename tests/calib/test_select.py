@@ -64,3 +64,11 @@ def test_idl_rule_prefers_master_inside_window(table):
 def test_missing_columns_raise(table):
     with pytest.raises(InvalidParameterError, match="is_bad"):
         pick(table.drop(columns="is_bad"))
+    # the idl rule cannot tell masters from single frames without nframes: no silent fallback
+    with pytest.raises(InvalidParameterError, match="nframes"):
+        pick(table.drop(columns="nframes"), rule="idl")
+    assert pick(table.drop(columns="nframes")) == "b_near_single"
+    with pytest.raises(InvalidParameterError, match="rule"):
+        pick(table, rule="latest")
+    with pytest.raises(InvalidParameterError, match="binning"):
+        pick(table, binning="1 1")

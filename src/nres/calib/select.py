@@ -91,6 +91,11 @@ def candidate_calibrations(
     -------
     pandas.DataFrame
         Matching rows not flagged bad, sorted by time distance (column ``dt_days`` added).
+
+    Raises
+    ------
+    InvalidParameterError
+        A required column is missing (or ``binning`` is requested without a ``binning`` column).
     """
     df = _frame(table)
 
@@ -137,6 +142,18 @@ def select_calibration(
     preference: among candidates within max(3.5 md, md + 3.5 d) of the frame (md = nearest
     distance), the nearest master (``nframes > 1``) wins over nearer single frames.
 
+    Parameters
+    ----------
+    table : astropy.table.Table or pandas.DataFrame
+        Available calibrations (columns in the module docstring; ``nframes`` needed by
+        ``rule="idl"``).
+    obstype, mjd_obs, instrument, camera, fiber_state, binning, only_older, max_age
+        As :func:`candidate_calibrations`.
+    rule : {"nearest", "idl"}, optional
+        "nearest" (default) or, legacy, the original's master preference (above).
+    legacy : bool
+        Shorthand for ``rule="idl"``.
+
     Returns
     -------
     dict
@@ -146,6 +163,8 @@ def select_calibration(
     ------
     MissingCalibrationError
         Nothing matches; the message names everything that was looked for.
+    InvalidParameterError
+        A required column is missing (``nframes`` for ``rule="idl"``) or ``rule`` is unknown.
     """
     opt = _legacy.resolve(_SELECT, legacy, rule=rule)["rule"]
     cand = candidate_calibrations(
@@ -169,7 +188,10 @@ def select_calibration(
         when += "" if max_age is None else f", max_age={max_age} d"
         msg = f"no usable calibration for {what} ({when}) among {len(_frame(table))} rows"
         raise MissingCalibrationError(msg)
-    if opt == "idl" and "nframes" in cand.columns:
+    if opt == "idl":
+        if "nframes" not in cand.columns:
+            msg = "table: rule='idl' prefers masters by the 'nframes' column, which the table lacks"
+            raise InvalidParameterError(msg)
         md = float(cand["dt_days"].iloc[0])
         window = max(IDL_WINDOW_FACTOR * md, md + IDL_WINDOW_DAYS)
         masters = cand[(cand["dt_days"] <= window) & (np.asarray(cand["nframes"], dtype=int) > 1)]
