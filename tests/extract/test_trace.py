@@ -146,6 +146,10 @@ def test_lit_fibers_and_input_errors(shifted_flat):
         find_traces(bare, identify=False)
     with pytest.raises(InvalidParameterError, match="flat"):
         find_traces(np.zeros((50, 50)))
+    with pytest.raises(InvalidParameterError, match="degree: expected an integer >= 2"):
+        find_traces(flat, identify=False, degree=1)
+    with pytest.raises(InvalidParameterError, match="traces: expected nres.traces.Traces"):
+        identify_traces(None, None, fibers=(0, 1))
 
 
 def test_legacy_integer_box_reproduces_the_sawtooth(seed_traces, make_flat):

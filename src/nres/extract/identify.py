@@ -187,10 +187,17 @@ def identify_traces(
 
     Raises
     ------
+    InvalidParameterError
+        ``traces``/``reference`` are not :class:`~nres.traces.Traces`, or the reference has no trace
+        of the lit fibers.
     FitError
         Too few traces match, the match is ambiguous, columns disagree, or two traces overlapping
         in x take the same id.
     """
+    for name, value in (("traces", traces), ("reference", reference)):
+        if not isinstance(value, Traces):
+            msg = f"{name}: expected nres.traces.Traces, got {type(value).__name__}"
+            raise InvalidParameterError(msg)
     fibers = tuple(int(f) for f in fibers)
     ref = reference.select(fibers=fibers)
     if len(ref) == 0:

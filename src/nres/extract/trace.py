@@ -141,6 +141,14 @@ def _halfwidths(centers, max_halfwidth):
     return np.clip(0.5 * sep - 1.0, 2.0, max_halfwidth)
 
 
+def _check_degree(degree):
+    """``degree`` as an int >= 2 (a short trace still gets a parabola, see :func:`_nterm`)."""
+    if int(degree) != degree or int(degree) < 2:
+        msg = f"degree: expected an integer >= 2 (Legendre degree of each trace), got {degree!r}"
+        raise InvalidParameterError(msg)
+    return int(degree)
+
+
 def _nterm(valid, degree, per_term=100):
     """Legendre terms per trace: a short (edge-clipped) trace gets a low degree (one term per
     ``per_term`` columns of span, at least a parabola's 3) so its fit cannot run wild."""
@@ -362,6 +370,7 @@ def find_traces(
     """
     data, var, good, y0, x0 = _unpack(flat, "flat")
     ny, nx = data.shape
+    degree = _check_degree(degree)
     if identify:
         fib = _resolve_fibers(flat, fibers, "flat")
     samples, xb = _detect(data, var, good, min_snr=min_snr, min_length=min_length)
@@ -498,7 +507,7 @@ def refine_traces(
         raise InvalidParameterError(msg)
     ref = resolve("nres.extract.refine_traces", legacy, centroid_reference=centroid_reference)
     centroid_reference = ref["centroid_reference"]
-    degree = traces.degree if degree is None else int(degree)
+    degree = traces.degree if degree is None else _check_degree(degree)
     frames = [(flat, _resolve_fibers(flat, fibers, "flat"))]
     if flat2 is not None:
         frames.append((flat2, _resolve_fibers(flat2, fibers2, "flat2")))
