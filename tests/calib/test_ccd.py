@@ -112,6 +112,9 @@ def test_masters_without_variance_or_mask_equal_chained_steps(rng):
         np.testing.assert_array_equal(fused.uncertainty.array, steps.uncertainty.array)
         np.testing.assert_array_equal(fused.flags, steps.flags)
         np.testing.assert_array_equal(fused.mask, steps.mask)
+    outputs = (fused.data, fused.uncertainty.array, fused.flags, fused.mask)
+    inputs = (raw.data, bias_masked.data, bmask, dark.data, dark.mask, bpm)
+    assert not any(np.shares_memory(a, b) for a in outputs for b in inputs)  # new arrays only
     assert fused.flags[7, 8] & Flag.BAD_PIXEL and fused.flags[NY - 8, 8] & Flag.BAD_PIXEL
     assert np.all(fused.flags[3] & Flag.BAD_PIXEL)
     # no master variance: read noise^2 + Poisson only (noiseless check of the formula)

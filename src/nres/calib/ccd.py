@@ -234,7 +234,8 @@ def process_ccd(
     ----------
     raw : nres.io.RawFrame or CCDData
         Raw frame in ADU, shape (ny_raw, nx_raw) with overscan; a CCDData must carry the header
-        keywords of :func:`ccd_parameters`.
+        keywords of :func:`ccd_parameters`. uint16, int32 and float64 data are read as they are
+        (no float copy); other dtypes are converted to float64.
     bias : CCDData, optional
         Master bias (electrons), trimmed shape; its variance and mask propagate.
     dark : CCDData, optional
@@ -268,7 +269,8 @@ def process_ccd(
     -------
     CCDData
         Trimmed frame (ny, nx) in electrons, float64, with ``VarianceUncertainty``, uint16
-        ``flags``, boolean ``mask`` and provenance in ``meta``.
+        ``flags``, boolean ``mask`` and provenance in ``meta``; all new arrays (nothing shared with
+        the inputs), the header copied.
     """
     opts = _resolve(
         _PROCESS, legacy, overscan=overscan, variance_formula=variance_formula, last_column=last_column
