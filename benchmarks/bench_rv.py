@@ -44,7 +44,28 @@ def main():
             case["load_average_1min"] = load
             suffix = "" if threads == default_threads else "_1_thread"
             cases[f"{name}_67_orders{suffix}"] = case
+    # part 2: the ccf and blocks methods (67 orders) and a ZERO from 5 epochs (67 orders, no target)
+    for threads in (default_threads, 1):
+        set_num_threads(threads)
+        suffix = "" if threads == default_threads else "_1_thread"
+        for method in ("ccf", "blocks"):
+            load = os.getloadavg()[0]
+            case = time_cold_warm(
+                lambda method=method: measure(spec, tmpl, method=method, z_b=1e-5), repeat=5
+            )
+            case.update(target_s=0.3, shape=list(spec.shape), numba_threads=threads, load_average_1min=load)
+            case["passed"] = case["warm_s"] <= 0.3
+            cases[f"{method}_67_orders{suffix}"] = case
     set_num_threads(default_threads)
+    zbs = np.linspace(-8e-5, 8e-5, 5)
+    epochs = [
+        simulate_extracted(seed=1, rv=12.3 * u.km / u.s, z_b=z, noiseless=False, snr=100.0)[0] for z in zbs
+    ]
+    load = os.getloadavg()[0]
+    case = time_cold_warm(lambda: Template.from_spectra(epochs, z_b=zbs, rv=12.3 * u.km / u.s), repeat=1)
+    case.update(target_s=None, passed=None, n_epochs=5, shape=list(spec.shape), load_average_1min=load)
+    case["note"] = "ZERO build incl. 3 bootstrap iterations (15 template fits) and the variance"
+    cases["zero_5_epochs_67_orders"] = case
     write_results("rv", cases)
 
 

@@ -299,7 +299,7 @@ def build_zero(
 
 def _coadd(epochs, zb, s_star, knot_step, clip, medium, template_cls):
     orders = epochs[0][0]
-    grids, fluxes, variances, flags = [], [], [], []
+    grids, fluxes, variances, flags, done = [], [], [], [], []
     for j in range(len(orders)):
         lo_all, hi_all, y_all, w_all = [], [], [], []
         steps = []
@@ -321,15 +321,17 @@ def _coadd(epochs, zb, s_star, knot_step, clip, medium, template_cls):
         # only the range every epoch covers: near the ends a pixel-mean spline constrained by one or two
         # shifted epochs amplifies their noise (deconvolution), and measure() keeps a 30 km/s margin
         # from the template's ends anyway
-        common_lo = max(v.min() for v in lo_all if v.size)
-        common_hi = min(v.max() for v in hi_all if v.size)
+        if any(v.size < 20 for v in lo_all):
+            continue  # an epoch has (almost) no good pixel here (e.g. a masked telluric order): no template
+        common_lo = max(v.min() for v in lo_all)
+        common_hi = min(v.max() for v in hi_all)
         lo, hi = np.concatenate(lo_all), np.concatenate(hi_all)
         y, w = np.concatenate(y_all), np.concatenate(w_all)
         inside = (lo >= common_lo) & (hi <= common_hi)
         lo, hi, y, w = lo[inside], hi[inside], y[inside], w[inside]
         if y.size < 20:
-            msg = f"Template.from_spectra: order {orders[j]} has fewer than 20 good pixels"
-            raise FitError(msg)
+            continue
+        done.append(int(orders[j]))
         h = knot_step * float(np.median(steps))
         n_g = int(np.ceil((hi.max() - lo.min()) / h)) + 1
         grid = lo.min() + h * np.arange(n_g)
@@ -344,13 +346,16 @@ def _coadd(epochs, zb, s_star, knot_step, clip, medium, template_cls):
         fluxes.append(samples)
         variances.append(var)
         flags.append(np.where(covered, 0, int(Flag.NO_WEIGHT)).astype(FLAG_DTYPE))
+    if not grids:
+        msg = "Template.from_spectra: no order has good pixels in every epoch"
+        raise FitError(msg)
     n_max = max(g.size for g in grids)
 
     def pad(arrs, fill):
         return np.array([np.concatenate([a, np.full(n_max - a.size, fill)]) for a in arrs])
 
     lam = pad([np.exp(g) for g in grids], np.nan)
-    meta = {"orders": list(map(int, orders)), "flags": pad(flags, int(Flag.NO_WEIGHT)).astype(FLAG_DTYPE)}
+    meta = {"orders": done, "flags": pad(flags, int(Flag.NO_WEIGHT)).astype(FLAG_DTYPE)}
     return template_cls(
         lam * u.nm, pad(fluxes, np.nan), pad(variances, np.nan), medium, "barycentric", None, meta
     )
