@@ -58,12 +58,3 @@ def test_model_errors_are_reported(capsys):
     assert "ogg" in capsys.readouterr().err
     assert main(["model", "--site", "elp", "--mjd", "57000"]) == 2
     assert "before the first" in capsys.readouterr().err
-
-
-def test_demo_runs_the_model_job(tmp_path, capsys):
-    png = tmp_path / "demo.png"
-    assert main(["demo", "--plot", str(png)]) == 0
-    out = capsys.readouterr().out
-    assert "arrives with the pipeline" in out
-    assert _table(out).shape == (3 * 67, 6)
-    assert png.read_bytes().startswith(PNG_MAGIC)
