@@ -3,7 +3,9 @@
 Public names load lazily (``import nres.pipeline`` stays cheap): :class:`Database`
 (:mod:`nres.pipeline.db`), :func:`run_stage`, :func:`run_stages`, :func:`classify_directory`,
 :class:`Task`, :func:`local_executor`, :func:`dask_executor` (:mod:`nres.pipeline.batch`), the
-product helpers of :mod:`nres.pipeline.products`, :func:`setup_logging` and :func:`init_site`.
+product helpers of :mod:`nres.pipeline.products`, :func:`setup_logging`, :func:`init_site`, the
+recipes (:func:`reduce_file`, :func:`reduce_night`, :func:`stack_calibrations`) and the product
+readers/writers (:mod:`nres.pipeline.frames`, :mod:`nres.pipeline.spectrum1d`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ _EXPORTS = {
     "master_calibration_name": "products",
     "setup_logging": "logging",
     "init_site": "cmd_init_site",
+    "reduce_file": "recipes",
+    "RECIPES": "recipes",
+    "reduce_night": "night",
+    "NightResult": "night",
+    "stack_calibrations": "calibrations",
+    "read_frame": "frames",
+    "write_frame": "frames",
+    "read_trace_file": "frames",
+    "read_spectrum_1d": "spectrum1d",
+    "write_spectrum_1d": "spectrum1d",
+    "summary_figure": "plots",
 }
 
 __all__ = sorted(_EXPORTS)

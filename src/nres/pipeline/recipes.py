@@ -248,7 +248,7 @@ def wavecal_error(solution, spec, rv, fiber) -> float:
     for m, w in weights.items():
         if w > 0:
             err = solution.velocity_error(sample, np.full(sample.size, m), np.full(sample.size, fiber))
-            total += w * float(np.mean(err.to_value(u.m / u.s)))
+            total += w * float(np.nanmean(err.to_value(u.m / u.s)))
     return total
 
 
@@ -318,6 +318,7 @@ def reduce_target(path, calibrations, options):
             options.get("template"),
             target_name=name,
             spec=spec,
+            fiber=fiber,
             mask_medium=options.get("mask_medium", "air"),
         )
     except MissingCalibrationError as err:

@@ -24,15 +24,21 @@ from ..errors import InvalidParameterError, MissingCalibrationError
 __all__ = ["resolve_reference", "simulated_template"]
 
 
-def simulated_template(name: str, spec, *, oversample: int = 6, margin_nm: float = 0.5):
+def simulated_template(name: str, spec, *, fiber=None, oversample: int = 6, margin_nm: float = 0.5):
     """The simulator's noiseless star called ``name`` as a :class:`~nres.rv.Template` over ``spec``'s
-    orders (all fibers' wavelength ranges, one segment per (fiber, order) with wavelengths)."""
+    orders: one segment per order of ``fiber`` (default every fiber) whose wavelengths are finite
+    and strictly monotonic."""
     from ..rv import Template
     from ..sim import StellarSpectrum
 
     star = StellarSpectrum(seed=zlib.crc32(str(name).encode()))
-    lam = spec.wavelength.to_value(u.nm).reshape(-1, spec.shape[-1])
-    ok = np.isfinite(lam).all(axis=1)
+    lam = spec.wavelength.to_value(u.nm)
+    if fiber is not None:
+        lam = lam[np.flatnonzero(np.asarray(spec.fibers) == fiber)]
+    lam = lam.reshape(-1, spec.shape[-1])
+    with np.errstate(invalid="ignore"):
+        step = np.diff(lam, axis=1)
+        ok = (np.isfinite(lam) & (lam > 0)).all(axis=1) & ((step > 0).all(axis=1) | (step < 0).all(axis=1))
     if not ok.any():
         raise InvalidParameterError("spec: no order with finite wavelengths to build a template over")
     grids = np.array(
@@ -42,7 +48,7 @@ def simulated_template(name: str, spec, *, oversample: int = 6, margin_nm: float
     return Template(grid, star.flux(grid), wavelength_medium="vacuum", wavelength_frame="barycentric")
 
 
-def resolve_reference(option, *, target_name: str, spec, mask_medium: str = "air"):
+def resolve_reference(option, *, target_name: str, spec, fiber=None, mask_medium: str = "air"):
     """``(reference, method, description)`` for ``measure`` from the ``template`` option.
 
     Raises
@@ -57,7 +63,8 @@ def resolve_reference(option, *, target_name: str, spec, mask_medium: str = "air
             "no RV template for this frame: pass template='simulated' (simulated nights) or a line-mask path"
         )
     if str(option) == "simulated":
-        return simulated_template(target_name, spec), "template", f"simulated star {target_name}"
+        reference = simulated_template(target_name, spec, fiber=fiber)
+        return reference, "template", f"simulated star {target_name}"
     path = Path(str(option))
     if not path.exists():
         raise InvalidParameterError(
