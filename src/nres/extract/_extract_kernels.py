@@ -476,6 +476,259 @@ def _band_inverse_diag(lb, dd, n, kb, sb, out):
         out[i] = s
 
 
+@njit
+def _joint_column(
+    i, dcolumn, vcolumn, gcolumn, centers, order, prof, k, f, grid0, gstep, hi_ext, half, n_iter, kappa,
+    max_reject, rejected, flux, fvar, pcover, contam, own, nrej, status, tid, cc, jlo, jhi,
+    qlo, qhi, active, fl, vdiag, rows, first, count, use, pv, band, rhs, dcol, vcol,
+):  # fmt: skip
+    """One column of :func:`_joint_extract`, in the caller's scratch arrays (sized for every trace);
+    ``order`` (ntr,) int64 is a permutation of the traces close to their order in y; ``dcolumn``,
+    ``vcolumn``, ``gcolumn`` (ny,) are column i of the data, the variance floor and the good mask.
+
+    ``band`` (4, ntr, K) holds the normal matrix, its L factor and the inverse's band; ``pv`` (rows,
+    K) the profile values. Returns 0, or the band width K needed when ``pv`` is too narrow (nothing
+    is written then).
+    """
+    ntr = centers.shape[0]
+    ny = dcolumn.shape[0]
+    # traces with a centre in this column, sorted by it (insertion sort over ``order``, the
+    # traces' y order near this column: nearly sorted already)
+    na = 0
+    for o in range(ntr):
+        t = order[o]
+        c = centers[t, i]
+        if np.isfinite(c):
+            u = na
+            while u > 0 and cc[u - 1] > c:
+                cc[u] = cc[u - 1]
+                tid[u] = tid[u - 1]
+                u -= 1
+            cc[u] = c
+            tid[u] = t
+            na += 1
+    if na == 0:
+        return 0
+    # own rows (clipped to the frame) and the union of them over the column, in increasing rows
+    npx = 0
+    last = -1
+    for u in range(na):
+        jlo[u] = max(int(np.floor(cc[u] - half + 0.5)), 0)
+        jhi[u] = min(int(np.ceil(cc[u] + half - 0.5)), ny - 1)
+        for j in range(max(jlo[u], last + 1), jhi[u] + 1):
+            if gcolumn[j]:
+                rows[npx] = j
+                dcol[npx] = dcolumn[j]
+                vcol[npx] = vcolumn[j]
+                npx += 1
+        last = max(last, jhi[u])
+    if npx == 0:
+        for u in range(na):
+            status[tid[u], i] |= ST_NO_WEIGHT
+        return 0
+    # contributors of each row: a contiguous range of the sorted traces (two pointers)
+    a = 0
+    b = 0
+    kmax = 1
+    for q in range(npx):
+        j = rows[q]
+        while a < na and cc[a] < j - hi_ext:
+            a += 1
+        if b < a:
+            b = a
+        while b < na and cc[b] <= j - grid0:
+            b += 1
+        first[q] = a
+        count[q] = b - a
+        kmax = max(kmax, b - a)
+    if kmax > pv.shape[1]:
+        return kmax
+    # profile values trace by trace: consecutive rows step the profile grid by a constant
+    ng = prof.shape[2]
+    inv = 1.0 / gstep
+    q0 = 0
+    for q in range(npx):
+        use[q] = True
+    for u in range(na):
+        t = tid[u]
+        while q0 < npx and first[q0] + count[q0] <= u:
+            q0 += 1
+        for q in range(q0, npx):
+            if first[q] > u:
+                break
+            g = (rows[q] - cc[u] - grid0) * inv
+            val = 0.0
+            if 0.0 <= g <= ng - 1.0:
+                i0 = min(int(g), ng - 2)
+                w1 = g - i0
+                val = prof[t, k, i0] + w1 * (prof[t, k, i0 + 1] - prof[t, k, i0])
+                if f != 0.0:
+                    vb = prof[t, k + 1, i0] + w1 * (prof[t, k + 1, i0 + 1] - prof[t, k + 1, i0])
+                    val += f * (vb - val)
+            pv[q, u - first[q]] = val
+    # own pixel ranges in the row list (both sorted: one sweep), coverage, activity, start values
+    q = 0
+    for u in range(na):
+        while q < npx and rows[q] < jlo[u]:
+            q += 1
+        qlo[u] = q
+    q = 0
+    for u in range(na):
+        while q < npx and rows[q] <= jhi[u]:
+            q += 1
+        qhi[u] = q
+    for u in range(na):
+        # the aperture's whole profile weight: the good rows' values are in pv already
+        ptot = 0.0
+        q = qlo[u]
+        for j in range(int(np.floor(cc[u] - half + 0.5)), int(np.ceil(cc[u] + half - 0.5)) + 1):
+            if q < qhi[u] and rows[q] == j:
+                m = u - first[q]
+                if 0 <= m < count[q]:
+                    ptot += pv[q, m]
+                q += 1
+            else:
+                ptot += _profile_value(prof, tid[u], k, f, grid0, gstep, j - cc[u])
+        pgood = 0.0
+        sd = 0.0
+        for q in range(qlo[u], qhi[u]):
+            m = u - first[q]
+            if 0 <= m < count[q] and pv[q, m] > 0.0:
+                pgood += pv[q, m]
+                sd += dcol[q]
+        active[u] = pgood > 0.0 and ptot > 0.0
+        fl[u] = 0.0
+        if active[u]:
+            pcover[tid[u], i] = pgood / ptot
+            fl[u] = sd / pgood
+    # inactive traces leave the model
+    for q in range(npx):
+        for m in range(count[q]):
+            if not active[first[q] + m]:
+                pv[q, m] = 0.0
+    kb = kmax - 1
+    nb = band[0]
+    lb = band[1]
+    sb = band[2]
+    dd = band[3, :, 0]
+    ok = True
+    for r in range(max_reject + 1):
+        for _it in range(n_iter):
+            _joint_normal(dcol, vcol, first, count, use, pv, fl, npx, na, kb, nb, rhs)
+            for u in range(na):
+                if not active[u] or nb[u, 0] <= 0.0:
+                    active[u] = False
+                    _decouple(nb, u, na, kb)
+                    rhs[u] = 0.0
+            ok = _band_ldl(nb, na, kb, lb, dd)
+            if not ok:
+                break
+            _band_solve(lb, dd, na, kb, rhs, fl)
+        if not ok:
+            break
+        nnew = 0
+        for u in range(na):
+            if not active[u]:
+                continue
+            worst = -1
+            zmax = kappa * kappa
+            for q in range(qlo[u], qhi[u]):
+                if not use[q]:
+                    continue
+                j = rows[q]
+                mod = 0.0
+                for m in range(count[q]):
+                    mod += fl[first[q] + m] * pv[q, m]
+                v = vcol[q] + max(mod, 0.0)
+                z = (dcol[q] - mod) ** 2 / v
+                if z > zmax:
+                    zmax = z
+                    worst = q
+            if worst >= 0 and r < max_reject:
+                use[worst] = False
+                j = rows[worst]
+                rejected[j, i] = True
+                mod = 0.0
+                for m in range(count[worst]):
+                    mod += fl[first[worst] + m] * pv[worst, m]
+                nrej[tid[u], i] += 1 if dcol[worst] > mod else 1000
+                nnew += 1
+        if nnew == 0:
+            break
+    if not ok:
+        for u in range(na):
+            status[tid[u], i] |= ST_NO_WEIGHT
+        return 0
+    # variance from the converged model
+    _joint_normal(dcol, vcol, first, count, use, pv, fl, npx, na, kb, nb, rhs)
+    for u in range(na):
+        if not active[u] or nb[u, 0] <= 0.0:
+            _decouple(nb, u, na, kb)
+    if not _band_ldl(nb, na, kb, lb, dd):
+        for u in range(na):
+            status[tid[u], i] |= ST_NO_WEIGHT
+        return 0
+    _band_inverse_diag(lb, dd, na, kb, sb, vdiag)
+    for u in range(na):
+        t = tid[u]
+        if not active[u]:
+            status[t, i] |= ST_NO_WEIGHT
+            continue
+        flux[t, i] = fl[u]
+        fvar[t, i] = vdiag[u]
+        # the other traces' light inside the box aperture (good pixels, fractional edges)
+        cn = 0.0
+        ow = 0.0
+        for q in range(qlo[u], qhi[u]):
+            j = rows[q]
+            w = min(j + 0.5, cc[u] + half) - max(j - 0.5, cc[u] - half)
+            if w <= 0.0:
+                continue
+            for m in range(count[q]):
+                uu = first[q] + m
+                if uu == u:
+                    ow += w * fl[uu] * pv[q, m]
+                else:
+                    cn += w * fl[uu] * pv[q, m]
+        contam[t, i] = cn
+        own[t, i] = ow
+    return 0
+
+
+@njit
+def _joint_normal(dcol, vcol, first, count, use, pv, fl, npx, na, kb, nb, rhs):
+    """Band of the weighted normal matrix (model variance from the fluxes ``fl``) and its rhs."""
+    for u in range(na):
+        rhs[u] = 0.0
+        for m in range(kb + 1):
+            nb[u, m] = 0.0
+    for q in range(npx):
+        if not use[q]:
+            continue
+        mod = 0.0
+        for m in range(count[q]):
+            mod += fl[first[q] + m] * pv[q, m]
+        v = vcol[q] + max(mod, 0.0)
+        dv = dcol[q] / v
+        for m in range(count[q]):
+            u = first[q] + m
+            pw = pv[q, m] / v
+            rhs[u] += pv[q, m] * dv
+            for l in range(m + 1):
+                nb[u, m - l] += pw * pv[q, l]
+
+
+@njit
+def _decouple(nb, u, na, kb):
+    """Make unknown u independent with unit diagonal (its flux is then 0)."""
+    for m in range(kb + 1):
+        nb[u, m] = 0.0
+    for m in range(1, kb + 1):
+        if u + m < na:
+            nb[u + m, m] = 0.0
+    nb[u, 0] = 1.0
+
+
 @njit_parallel
 def _joint_extract(
     data,
@@ -529,223 +782,61 @@ def _joint_extract(
     nrej = np.zeros((ntr, nx), dtype=np.int64)
     status = np.zeros((ntr, nx), dtype=np.int64)
     nap = int(2.0 * half + 3.0)
-    for i in prange(nx):
-        na = 0
-        cs = np.empty(ntr)
-        for t in range(ntr):
-            if np.isfinite(centers[t, i]):
-                cs[na] = centers[t, i]
-                na += 1
-        if na == 0:
-            continue
-        tid = np.empty(na, dtype=np.int64)
-        cc = np.empty(na)
-        na = 0
-        for t in range(ntr):
-            if np.isfinite(centers[t, i]):
-                tid[na] = t
-                na += 1
-        srt = np.argsort(cs[:na])
-        tid = tid[srt]
-        for u in range(na):
-            cc[u] = centers[tid[u], i]
-        k = blk_k[i]
-        f = blk_f[i]
-        # own rows (clipped to the frame) and the union of them over the column, in increasing rows
-        jlo = np.empty(na, dtype=np.int64)
-        jhi = np.empty(na, dtype=np.int64)
-        rows = np.empty(na * nap, dtype=np.int64)
-        npx = 0
-        last = -1
-        for u in range(na):
-            jlo[u] = max(int(np.floor(cc[u] - half + 0.5)), 0)
-            jhi[u] = min(int(np.ceil(cc[u] + half - 0.5)), ny - 1)
-            for j in range(max(jlo[u], last + 1), jhi[u] + 1):
-                if good[j, i]:
-                    rows[npx] = j
-                    npx += 1
-            last = max(last, jhi[u])
-        if npx == 0:
-            for u in range(na):
-                status[tid[u], i] |= ST_NO_WEIGHT
-            continue
-        # contributors of each row: a contiguous range of the sorted traces (two pointers)
-        first = np.empty(npx, dtype=np.int64)
-        count = np.empty(npx, dtype=np.int64)
-        a = 0
-        b = 0
-        kmax = 1
-        for q in range(npx):
-            j = rows[q]
-            while a < na and cc[a] < j - hi_ext:
-                a += 1
-            if b < a:
-                b = a
-            while b < na and cc[b] <= j - grid0:
-                b += 1
-            first[q] = a
-            count[q] = b - a
-            kmax = max(kmax, b - a)
-        pv = np.zeros((npx, kmax))
-        for q in range(npx):
-            for m in range(count[q]):
-                u = first[q] + m
-                pv[q, m] = _profile_value(prof, tid[u], k, f, grid0, gstep, rows[q] - cc[u])
-        # own pixel ranges in the row list, profile coverage, activity, start values
-        qlo = np.searchsorted(rows[:npx], jlo)
-        qhi = np.searchsorted(rows[:npx], jhi, side="right")
-        active = np.zeros(na, dtype=np.bool_)
-        fl = np.zeros(na)
-        use = np.ones(npx, dtype=np.bool_)
-        for u in range(na):
-            ptot = 0.0
-            for j in range(int(np.floor(cc[u] - half + 0.5)), int(np.ceil(cc[u] + half - 0.5)) + 1):
-                ptot += _profile_value(prof, tid[u], k, f, grid0, gstep, j - cc[u])
-            pgood = 0.0
-            sd = 0.0
-            for q in range(qlo[u], qhi[u]):
-                m = u - first[q]
-                if 0 <= m < count[q] and pv[q, m] > 0.0:
-                    pgood += pv[q, m]
-                    sd += data[rows[q], i]
-            if pgood > 0.0 and ptot > 0.0:
-                active[u] = True
-                pcover[tid[u], i] = pgood / ptot
-                fl[u] = sd / pgood
-            else:
-                status[tid[u], i] |= ST_NO_WEIGHT
-        # inactive traces leave the model
-        for q in range(npx):
-            for m in range(count[q]):
-                if not active[first[q] + m]:
-                    pv[q, m] = 0.0
-        kb = kmax - 1
-        nb = np.zeros((na, kb + 1))
-        lb = np.zeros((na, kb + 1))
-        dd = np.ones(na)
-        rhs = np.zeros(na)
-        ok = True
-        for r in range(max_reject + 1):
-            for _it in range(n_iter):
-                nb[:, :] = 0.0
-                rhs[:] = 0.0
-                for q in range(npx):
-                    if not use[q]:
-                        continue
-                    j = rows[q]
-                    mod = 0.0
-                    for m in range(count[q]):
-                        mod += fl[first[q] + m] * pv[q, m]
-                    v = (var0[0, 0] if const_v0 else var0[j, i]) + max(mod, 0.0)
-                    dv = data[j, i] / v
-                    for m in range(count[q]):
-                        u = first[q] + m
-                        pw = pv[q, m] / v
-                        rhs[u] += pv[q, m] * dv
-                        for l in range(m + 1):
-                            nb[u, m - l] += pw * pv[q, l]
-                for u in range(na):
-                    if not active[u] or nb[u, 0] <= 0.0:
-                        active[u] = False
-                        for m in range(kb + 1):
-                            nb[u, m] = 0.0
-                        for m in range(1, kb + 1):
-                            if u + m < na:
-                                nb[u + m, m] = 0.0
-                        nb[u, 0] = 1.0
-                        rhs[u] = 0.0
-                ok = _band_ldl(nb, na, kb, lb, dd)
-                if not ok:
-                    break
-                _band_solve(lb, dd, na, kb, rhs, fl)
-            if not ok:
-                break
-            nnew = 0
-            for u in range(na):
-                if not active[u]:
-                    continue
-                worst = -1
-                zmax = kappa * kappa
-                for q in range(qlo[u], qhi[u]):
-                    if not use[q]:
-                        continue
-                    j = rows[q]
-                    mod = 0.0
-                    for m in range(count[q]):
-                        mod += fl[first[q] + m] * pv[q, m]
-                    v = (var0[0, 0] if const_v0 else var0[j, i]) + max(mod, 0.0)
-                    z = (data[j, i] - mod) ** 2 / v
-                    if z > zmax:
-                        zmax = z
-                        worst = q
-                if worst >= 0 and r < max_reject:
-                    use[worst] = False
-                    j = rows[worst]
-                    rejected[j, i] = True
-                    mod = 0.0
-                    for m in range(count[worst]):
-                        mod += fl[first[worst] + m] * pv[worst, m]
-                    nrej[tid[u], i] += 1 if data[j, i] > mod else 1000
-                    nnew += 1
-            if nnew == 0:
-                break
-        if not ok:
-            for u in range(na):
-                status[tid[u], i] |= ST_NO_WEIGHT
-            continue
-        # variance from the converged model; an active trace whose own pixels were all rejected
-        # keeps only its neighbours' pixels: flag it rather than report a wing-only flux
-        nb[:, :] = 0.0
-        for q in range(npx):
-            if not use[q]:
-                continue
-            j = rows[q]
-            mod = 0.0
-            for m in range(count[q]):
-                mod += fl[first[q] + m] * pv[q, m]
-            v = (var0[0, 0] if const_v0 else var0[j, i]) + max(mod, 0.0)
-            for m in range(count[q]):
-                u = first[q] + m
-                for l in range(m + 1):
-                    nb[u, m - l] += pv[q, m] * pv[q, l] / v
-        for u in range(na):
-            if not active[u] or nb[u, 0] <= 0.0:
-                for m in range(kb + 1):
-                    nb[u, m] = 0.0
-                for m in range(1, kb + 1):
-                    if u + m < na:
-                        nb[u + m, m] = 0.0
-                nb[u, 0] = 1.0
-        if not _band_ldl(nb, na, kb, lb, dd):
-            for u in range(na):
-                status[tid[u], i] |= ST_NO_WEIGHT
-            continue
-        sb = np.zeros((na, kb + 1))
-        vdiag = np.empty(na)
-        _band_inverse_diag(lb, dd, na, kb, sb, vdiag)
-        for u in range(na):
-            t = tid[u]
-            if not active[u]:
-                status[t, i] |= ST_NO_WEIGHT
-                continue
-            flux[t, i] = fl[u]
-            fvar[t, i] = vdiag[u]
-            # the other traces' light inside the box aperture (good pixels, fractional edges)
-            cn = 0.0
-            ow = 0.0
-            for q in range(qlo[u], qhi[u]):
-                j = rows[q]
-                w = min(j + 0.5, cc[u] + half) - max(j - 0.5, cc[u] - half)
-                if w <= 0.0:
-                    continue
-                for m in range(count[q]):
-                    uu = first[q] + m
-                    if uu == u:
-                        ow += w * fl[uu] * pv[q, m]
-                    else:
-                        cn += w * fl[uu] * pv[q, m]
-            contam[t, i] = cn
-            own[t, i] = ow
+    # columns in chunks: each chunk allocates its scratch once (allocation inside a prange loop
+    # serialises the threads on the allocator)
+    nchunk = min(nx, 64)
+    for ch in prange(nchunk):
+        tid_all = np.empty(ntr, dtype=np.int64)
+        cc_all = np.empty(ntr)
+        jlo_all = np.empty(ntr, dtype=np.int64)
+        jhi_all = np.empty(ntr, dtype=np.int64)
+        qlo_all = np.empty(ntr, dtype=np.int64)
+        qhi_all = np.empty(ntr, dtype=np.int64)
+        active_all = np.empty(ntr, dtype=np.bool_)
+        fl_all = np.empty(ntr)
+        vdiag_all = np.empty(ntr)
+        rows_all = np.empty(ntr * nap, dtype=np.int64)
+        first_all = np.empty(ntr * nap, dtype=np.int64)
+        count_all = np.empty(ntr * nap, dtype=np.int64)
+        use_all = np.empty(ntr * nap, dtype=np.bool_)
+        cap_k = 4
+        pv_all = np.empty((ntr * nap, cap_k))
+        band_all = np.empty((4, ntr, cap_k))
+        rhs_all = np.empty(ntr)
+        dcol_all = np.empty(ntr * nap)
+        vcol_all = np.empty(ntr * nap)
+        dT = np.empty((8, ny))
+        vT = np.empty((8, ny))
+        gT = np.empty((8, ny), dtype=np.bool_)
+        i_lo = ch * nx // nchunk
+        i_hi = (ch + 1) * nx // nchunk
+        # the traces' order in y hardly changes along x: the chunk's first column's order
+        order = np.argsort(centers[:, (i_lo + i_hi) // 2])
+        for i_b in range(i_lo, i_hi, 8):
+            nb_cols = min(8, i_hi - i_b)
+            # 8 columns at a time copied row by row (contiguous reads) into column scratch: the
+            # fits then walk contiguous columns instead of a 32 kB stride per row
+            for j in range(ny):
+                for c in range(nb_cols):
+                    dT[c, j] = data[j, i_b + c]
+                    gT[c, j] = good[j, i_b + c]
+                    vT[c, j] = var0[0, 0] if const_v0 else var0[j, i_b + c]
+            for c in range(nb_cols):
+                i = i_b + c
+                for _try in range(2):
+                    need = _joint_column(
+                        i, dT[c], vT[c], gT[c], centers, order, prof, blk_k[i], blk_f[i], grid0, gstep,
+                        hi_ext, half, n_iter, kappa, max_reject, rejected, flux, fvar, pcover, contam, own,
+                        nrej, status, tid_all, cc_all, jlo_all, jhi_all, qlo_all, qhi_all, active_all, fl_all,
+                        vdiag_all, rows_all, first_all, count_all, use_all, pv_all, band_all, rhs_all,
+                        dcol_all, vcol_all,
+                    )  # fmt: skip
+                    if need == 0:
+                        break
+                    # more traces overlap a pixel than the scratch holds: widen it and redo the column
+                    cap_k = need
+                    pv_all = np.empty((ntr * nap, cap_k))
+                    band_all = np.empty((4, ntr, cap_k))
     return flux, fvar, pcover, contam, own, nrej, status
 
 
@@ -828,6 +919,52 @@ def _joint_profile_samples(
     return sv, sw
 
 
+@njit_parallel
+def _spline_smooth(values, weights, first, bvals, ncoef):
+    """Weighted least-squares cubic spline of each row of ``values`` (nf, ng) on fixed knots.
+
+    ``first`` (ng,) int64: index of the first of the 4 B-splines non-zero at node g, ``bvals``
+    (ng, 4) their values there; ``weights`` (nf, ng) multiply the squared residuals (0 = unused node).
+    The banded normal equations are solved by LDL^T. Parallel over rows (independent fits).
+
+    Returns
+    -------
+    out : (nf, ng) float64
+        The fitted splines at the nodes (0 where the fit failed).
+    ok : (nf,) bool
+        False where the normal matrix was not positive definite (too few samples).
+    """
+    nf, ng = values.shape
+    out = np.zeros((nf, ng))
+    ok = np.zeros(nf, dtype=np.bool_)
+    for r in prange(nf):
+        nb = np.zeros((ncoef, 4))
+        rhs = np.zeros(ncoef)
+        for g in range(ng):
+            w = weights[r, g]
+            if not w > 0.0:
+                continue
+            i0 = first[g]
+            for a in range(4):
+                ba = bvals[g, a] * w
+                rhs[i0 + a] += ba * values[r, g]
+                for b in range(a + 1):
+                    nb[i0 + a, a - b] += ba * bvals[g, b]
+        lb = np.zeros((ncoef, 4))
+        dd = np.ones(ncoef)
+        c = np.zeros(ncoef)
+        if not _band_ldl(nb, ncoef, 3, lb, dd):
+            continue
+        _band_solve(lb, dd, ncoef, 3, rhs, c)
+        ok[r] = True
+        for g in range(ng):
+            s = 0.0
+            for a in range(4):
+                s += bvals[g, a] * c[first[g] + a]
+            out[r, g] = s
+    return out, ok
+
+
 def _warmup():
     """Compile every kernel on tiny inputs."""
     y = np.arange(30.0)
@@ -878,6 +1015,9 @@ def _warmup():
             pw,
         )
     _profile_value(prof, 0, 0, 0.5, -8.0, 0.5, 0.3)
+    _spline_smooth(
+        np.ones((2, 5)), np.ones((2, 5)), np.array([0, 0, 1, 1, 1], dtype=np.int64), np.full((5, 4), 0.25), 5
+    )
     # two overlapping traces for the joint kernels
     cen2 = np.ascontiguousarray(np.vstack([centers, centers - 6.0]))
     prof2 = np.ascontiguousarray(np.vstack([prof, prof]))

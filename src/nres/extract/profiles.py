@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from astropy.nddata import VarianceUncertainty
-from scipy.interpolate import make_lsq_spline
+from scipy.interpolate import BSpline
 
 from .. import legacy as _legacy
 from ..errors import FitError, InvalidParameterError
@@ -225,49 +225,57 @@ def _knots(grid, rcore, knot_spacing, wing_knot_spacing):
 def _smooth_blocks(sv, sw, grid, knots, inner, fit, out, prior=0.0, pedestal=False):
     """Spline-smooth the binned samples ``sv / sw`` (ntr, nblock, ngrid) of the traces where ``fit``
     into ``out`` (normalised to ``sum * step = 1``); returns (n_bad, n_pooled)."""
-    ntr, n_blocks, _ = sv.shape
+    ntr, n_blocks, ng = sv.shape
     step = grid[1] - grid[0]
     nk = inner.size + 1
     cell = np.clip(np.searchsorted(inner, grid, side="right"), 0, nk - 1)
     n_bad = n_pooled = 0
+    rows = [(t, b) for t in np.flatnonzero(fit) for b in range(n_blocks)]
+    values = np.zeros((len(rows), ng))
+    weights = np.zeros((len(rows), ng))
+    usable = np.zeros(len(rows), dtype=bool)
     # a knot interval is covered when it holds samples; a block of a nearly flat trace samples few
     # sub-pixel phases, so its neighbours' samples are pooled in until every interval is covered
-    for t in np.flatnonzero(fit):
-        for b in range(n_blocks):
-            for reach in range(n_blocks):
-                lo, hi = max(b - reach, 0), min(b + reach + 1, n_blocks)
-                w = sw[t, lo:hi].sum(axis=0)
-                if np.unique(cell[w > 0]).size == nk:
-                    break
-            n_pooled += reach > 0
-            ok = w > 0
-            if ok.sum() < 4:
-                n_bad += 1
-                out[t, b] = 0.0
-                continue
-            # shrinking towards 0 by a tiny pseudo-weight leaves well-sampled nodes alone (bias
-            # < 1e-6 relative) but keeps nodes whose samples were all dominated by a neighbour's
-            # light (weights ~1e-10, see _joint_profile_samples) from taking its residuals
-            w0 = prior * w[ok].max()
-            mean = sv[t, lo:hi].sum(axis=0)[ok] / (w[ok] + w0)
-            # spline weights bounded to 1e-4..1 of the largest: weights spanning 1e10 make the
-            # spline's normal equations lose ~1e-6 of the peak to round-off in the faint nodes
-            wfit = np.sqrt(np.maximum(w[ok], 1e-4 * w[ok].max())) if prior > 0 else np.sqrt(w[ok])
-            try:
-                spl = make_lsq_spline(grid[ok], mean, knots, k=3, w=wfit)
-                p = spl(grid)
-            except (ValueError, np.linalg.LinAlgError):
-                p = np.interp(grid, grid[ok], mean)
-            if pedestal:
-                # the wings end within the grid: a level left at its ends is a pedestal (an error of
-                # the subtracted scattered light), not light of this trace
-                p = p - p[np.abs(grid) >= grid[-1] - 0.5].mean()
-            total = p.sum() * step
-            if not total > 0:
-                n_bad += 1
-                out[t, b] = 0.0
-                continue
-            out[t, b] = p / total
+    for r, (t, b) in enumerate(rows):
+        for reach in range(n_blocks):
+            lo, hi = max(b - reach, 0), min(b + reach + 1, n_blocks)
+            w = sw[t, lo:hi].sum(axis=0)
+            if np.unique(cell[w > 0]).size == nk:
+                break
+        n_pooled += reach > 0
+        ok = w > 0
+        if ok.sum() < 4:
+            continue
+        usable[r] = True
+        # shrinking towards 0 by a tiny pseudo-weight leaves well-sampled nodes alone (bias
+        # < 1e-6 relative) but keeps nodes whose samples were all dominated by a neighbour's
+        # light (weights ~1e-10, see _joint_profile_samples) from taking its residuals
+        w0 = prior * w[ok].max()
+        values[r, ok] = sv[t, lo:hi].sum(axis=0)[ok] / (w[ok] + w0)
+        # spline weights bounded to 1e-4..1 of the largest: weights spanning 1e10 make the
+        # normal equations lose ~1e-6 of the peak to round-off in the faint nodes
+        weights[r, ok] = np.maximum(w[ok], 1e-4 * w[ok].max()) if prior > 0 else w[ok]
+    design = BSpline.design_matrix(grid, knots, 3).tocsr()
+    first = np.ascontiguousarray(design.indices[design.indptr[:-1]], dtype=np.int64)
+    bvals = np.ascontiguousarray(design.data.reshape(ng, 4))
+    fitted, fit_ok = _k._spline_smooth(values, weights, first, bvals, int(design.shape[1]))
+    for r, (t, b) in enumerate(rows):
+        if not usable[r]:
+            n_bad += 1
+            out[t, b] = 0.0
+            continue
+        ok = weights[r] > 0
+        p = fitted[r] if fit_ok[r] else np.interp(grid, grid[ok], values[r, ok])
+        if pedestal:
+            # the wings end within the grid: a level left at its ends is a pedestal (an error of
+            # the subtracted scattered light), not light of this trace
+            p = p - p[np.abs(grid) >= grid[-1] - 0.5].mean()
+        total = p.sum() * step
+        if not total > 0:
+            n_bad += 1
+            out[t, b] = 0.0
+            continue
+        out[t, b] = p / total
     return n_bad, n_pooled
 
 
