@@ -181,3 +181,29 @@ def test_render_model_and_profile_samples_match_twins():
                             tw[t, blk[i], n] += a * w
     np.testing.assert_allclose(sv, tv, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(sw, tw, rtol=1e-10, atol=1e-12)
+
+
+def test_spline_kernel_matches_scipy_lsq_spline():
+    from scipy.interpolate import BSpline, make_lsq_spline
+
+    from nres.extract._extract_kernels import _spline_smooth
+
+    rng = np.random.default_rng(5)
+    grid = np.linspace(-6.0, 6.0, 301)
+    knots = np.r_[[-6.0] * 4, np.linspace(-6, 6, 25)[1:-1], [6.0] * 4]
+    values = np.exp(-0.5 * grid**2)[None, :] + rng.normal(0, 0.01, (3, grid.size))
+    weights = rng.uniform(0.1, 2.0, (3, grid.size))
+    weights[1, 100:110] = 0.0  # unused nodes
+    design = BSpline.design_matrix(grid, knots, 3).tocsr()
+    first = np.ascontiguousarray(design.indices[design.indptr[:-1]], dtype=np.int64)
+    bvals = np.ascontiguousarray(design.data.reshape(grid.size, 4))
+    out, ok = _spline_smooth(values, weights, first, bvals, design.shape[1])
+    assert ok.all()
+    for r in range(3):
+        use = weights[r] > 0
+        ref = make_lsq_spline(grid[use], values[r, use], knots, k=3, w=np.sqrt(weights[r, use]))(grid)
+        # normal equations (LDL^T) vs scipy's QR: round-off of a well-conditioned fit
+        np.testing.assert_allclose(out[r], ref, rtol=0, atol=1e-10)
+    # a row with no samples cannot be fitted and says so
+    out, ok = _spline_smooth(values[:1], np.zeros((1, grid.size)), first, bvals, design.shape[1])
+    assert not ok[0]
