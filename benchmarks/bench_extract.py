@@ -1,8 +1,11 @@
 """Benchmark of nres.extract part 2: measure_profiles, box and optimal extraction, full frame.
 
-Full NRES frame: 2 lit fibers x 67 orders x 4096 columns on the lsc reference traces, Gaussian
-profiles (sigma 1.5 px), Poisson + read noise, 2000 cosmic-ray pixels. Target: optimal extraction
-with rejection under 0.5 s warm (PyReduce's slit decomposition: ~46 ms per order, ~6 s per frame).
+Full NRES frame: 2 lit fibers x 67 orders x 4096 columns on the lsc reference traces, profiles
+as the simulator's (Gaussian core sigma 1.5 px plus 3 % Gaussian wings of sigma 5 px, deposited
+over +-25 px, so neighbouring traces overlap), Poisson + read noise, 2000 cosmic-ray pixels.
+Target: optimal extraction with rejection under 0.5 s warm (PyReduce's slit decomposition: ~46 ms
+per order, ~6 s per frame); the default is the joint fit of all traces with the joint profiles
+(+-21 px); the single-trace path (joint=False, core profiles) is timed beside it.
 Also method="idl" (legacy) and measure_blaze + flat_correct on the extracted flat.
 Run: ``python benchmarks/bench_extract.py`` -> benchmarks/results/extract.json.
 """
@@ -18,7 +21,12 @@ from _common import time_cold_warm, write_results
 from nres.extract import extract, flat_correct, measure_blaze, measure_profiles
 
 
-def render(traces, level, rng=None, sigma=1.5, half=9):
+def _cdf(y, sigma, wing_fraction, wing_sigma):
+    phi = lambda z: 0.5 * (1.0 + erf(z / np.sqrt(2)))  # noqa: E731
+    return (1 - wing_fraction) * phi(y / sigma) + wing_fraction * phi(y / wing_sigma)
+
+
+def render(traces, level, rng=None, sigma=1.5, half=25, wing_fraction=0.03, wing_sigma=5.0):
     ny = nx = 4096
     x = np.arange(nx)
     img = np.zeros((ny, nx))
@@ -27,8 +35,8 @@ def render(traces, level, rng=None, sigma=1.5, half=9):
         c = cen[t]
         rows = np.floor(c).astype(int)[None, :] + np.arange(-half, half + 1)[:, None]
         ok = (rows >= 0) & (rows < ny)
-        frac = 0.5 * (
-            erf((rows + 0.5 - c) / (np.sqrt(2) * sigma)) - erf((rows - 0.5 - c) / (np.sqrt(2) * sigma))
+        frac = _cdf(rows + 0.5 - c, sigma, wing_fraction, wing_sigma) - _cdf(
+            rows - 0.5 - c, sigma, wing_fraction, wing_sigma
         )
         cols = np.broadcast_to(x, rows.shape)
         np.add.at(img, (rows[ok], cols[ok]), level * frac[ok])
@@ -47,11 +55,21 @@ def main():
     flat = render(traces, 3.0e4)
     frame = render(traces, 5.0e3, rng)
     prof = measure_profiles(flat, traces)
+    core = measure_profiles(flat, traces, joint=False)
     box = extract(flat, traces, method="box")
     cases = {
-        "measure_profiles_full_frame": time_cold_warm(lambda: measure_profiles(flat, traces), repeat=2),
+        "measure_profiles_joint_full_frame": time_cold_warm(lambda: measure_profiles(flat, traces), repeat=1),
+        "measure_profiles_single_full_frame": time_cold_warm(
+            lambda: measure_profiles(flat, traces, joint=False), repeat=2
+        ),
         "extract_box_full_frame": time_cold_warm(lambda: extract(frame, traces, method="box")),
+        "extract_box_neighbours_removed_full_frame": time_cold_warm(
+            lambda: extract(frame, traces, profile=prof, method="box")
+        ),
         "extract_optimal_reject_full_frame": time_cold_warm(lambda: extract(frame, traces, profile=prof)),
+        "extract_optimal_single_trace_full_frame": time_cold_warm(
+            lambda: extract(frame, traces, profile=core, joint=False)
+        ),
         "extract_idl_legacy_full_frame": time_cold_warm(
             lambda: extract(frame, traces, profile=prof, method="idl", legacy=True)
         ),
