@@ -121,3 +121,17 @@ def fit_template_orders(
                 sig_out[o] = np.sqrt(np.linalg.inv(a)[-1, -1])
                 break
     return s_out, sig_out
+
+
+def banded_inverse_band(ab):
+    """Twin of the Takahashi band: the dense inverse of U^T U, its upper band."""
+    p, n = ab.shape[0] - 1, ab.shape[1]
+    upper = np.zeros((n, n))
+    for d in range(p + 1):
+        idx = np.arange(n - d)
+        upper[idx, idx + d] = ab[p - d, d:]
+    inv = np.linalg.inv(upper.T @ upper)
+    band = np.zeros((n, p + 1))
+    for d in range(p + 1):
+        band[: n - d, d] = np.diagonal(inv, d)
+    return band

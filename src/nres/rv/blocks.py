@@ -37,7 +37,7 @@ NBLOCK = 12
 
 
 def measure_blocks(
-    template, orders, lam, data, var, good, blaze, *, nblock, v_range, clip, opts, tvar_fn, degree
+    template, orders, lam, data, var, good, blaze, *, nblock, v_range, clip, opts, tvar_fn, degree, pixel_mean
 ):
     """The ``blocks`` method (see the module docstring). Returns the tuple measure() assembles."""
     if opts["block_engine"] == "idl":
@@ -90,7 +90,7 @@ def measure_blocks(
         *template._pieces,
         float(s0),
         float(np.log1p(30e3 / C_M_S)),
-        True,
+        bool(pixel_mean),
         30,
         1e-13,
     )

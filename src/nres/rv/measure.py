@@ -94,6 +94,11 @@ for _opt, _choices, _legacy_value, _ref, _summary in _LEGACY:
         summary=_summary,
     )
 _GAUSS_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
+#: Template method: pixels are fitted only where the template covers them shifted by up to this much
+#: from the starting CCF's s0 (m/s), and a fit whose shift leaves that range fails. s0 (100 m/s grid,
+#: parabola) is within ~0.1 km/s of every order's optimum, so 5 km/s only costs ~3 pixels at each end
+#: of the template, where a wider margin would throw away lines the photon limit counts.
+FIT_MARGIN_M_S = 5000.0
 
 
 # ----- inputs ---------------------------------------------------------------------------------------
@@ -429,7 +434,7 @@ def _measure_template(
     s0, fine, ccf_fine = _template_start(template, segs, x, data, var, good, degree, v_range)
     if tvar_fn is not None:
         var = _with_template_variance(template, segs, x, s0, data, var, good, blaze, tvar_fn)
-    margin = np.log1p(30e3 / C_M_S)
+    margin = np.log1p(FIT_MARGIN_M_S / C_M_S)
     s, sig, ok = _fit_orders(template, segs, x, data, var, good, blaze, s0, degree, margin, pixel_mean)
     flags = np.zeros(lam.shape[0], dtype=np.uint16)
     flags[~ok] |= np.uint16(Flag.NO_WEIGHT)
@@ -552,7 +557,7 @@ def measure(
     ccf_half_width=20.0 * u.km / u.s,
     mask_width=1.0 * u.km / u.s,
     airvac_formula="edlen1966",
-    pixel_mean=True,
+    pixel_mean=None,
     rv_mask=None,
     template_variance=True,
     nblock=12,
@@ -606,10 +611,12 @@ def measure(
     mask_width : Quantity
         Velocity width of mask holes for masks without widths.
     airvac_formula : {"edlen1966", "ciddor1996"}
-    pixel_mean : bool
-        Template method: compare each pixel with the template's exact mean over the pixel (from the
-        spline's antiderivative; extracted pixels record a mean) rather than its value at the pixel
-        centre.
+    pixel_mean : bool or None
+        Template and blocks methods: compare each pixel with the template's exact mean over the pixel
+        (from the spline's antiderivative; extracted pixels record a mean) rather than its value at the
+        pixel centre. None (default): True, except for templates whose samples are already pixel
+        means at the spectrograph's sampling (``template.meta["pixel_integrated"]``: ZEROs built by
+        ``Template.from_spectra`` or read by ``read_zero``), which are compared point by point.
     rv_mask : None, True or ndarray of uint16 (n_order, n_pixel)
         Extra pixel flags for this fiber: True computes :func:`nres.rv.rv_mask` with its defaults
         (tellurics, badlams, order edges, blue hook, bleed); an array is used as given (all orders).
@@ -681,6 +688,7 @@ def measure(
         rows = [int(np.flatnonzero(all_orders == mm)[0]) for mm in m]
         good = good & ~flags_to_mask(extra_flags[rows])
     v_range = tuple(velocity_range.to_value(u.m / u.s))
+    pm = bool(pixel_mean) if pixel_mean is not None else not getattr(ref, "meta", {}).get("pixel_integrated")
     tvar_fn = _template_variance_fn(ref, template_variance) if isinstance(ref, Template) else None
     extra = {}
     if method in ("ccf", "blocks"):
@@ -691,7 +699,7 @@ def measure(
         else:
             from .blocks import measure_blocks as run
 
-            kw = {"nblock": int(nblock), "degree": int(continuum_degree)}
+            kw = {"nblock": int(nblock), "degree": int(continuum_degree), "pixel_mean": pm}
         s, sig, flags, used, mean, err, chi2, v_grid, ccf_vals, extra = run(
             ref,
             m,
@@ -718,7 +726,7 @@ def measure(
             degree=int(continuum_degree),
             v_range=v_range,
             clip=float(clip),
-            pixel_mean=bool(pixel_mean),
+            pixel_mean=pm,
             tvar_fn=tvar_fn,
         )
         params = _fit_gaussian(v_grid, ccf_vals, C_M_S * np.expm1(mean), 3000.0)

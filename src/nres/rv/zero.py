@@ -36,6 +36,7 @@ from .. import legacy as _legacy
 from ..doppler import C_M_S
 from ..errors import FitError, InvalidInputFileError, InvalidParameterError
 from ..flags import FLAG_DTYPE, Flag, flags_to_mask
+from . import _kernels
 from .continuum import normalize
 
 __all__ = ["build_zero", "write_zero", "read_zero", "pixel_mean_design"]
@@ -121,22 +122,24 @@ def _banded_upper(mat, bw):
     return ab
 
 
-def _solve_order(lo, hi, y, wgt, grid, clip, penalty=1e-9):
-    """Weighted least-squares spline of pixel means; returns (samples at grid, their variance,
-    kept mask)."""
+def _solve_order(x, y, wgt, grid, clip, penalty=1e-9):
+    """Weighted least-squares cubic spline through points (x, y) with not-a-knot knots on ``grid``;
+    returns (samples at grid, their variance, kept mask).
+
+    The normal matrix is banded (bandwidth 3): banded Cholesky, and the variance of the samples from
+    the band of its inverse (:func:`nres.rv._kernels.banded_inverse_band`), O(n) per order."""
     t = _not_a_knot(grid)
-    a_mat = pixel_mean_design(lo, hi, t)
+    a_mat = BSpline.design_matrix(x, t, _K).tocsr()
     n_coef = a_mat.shape[1]
     d2 = sparse.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(n_coef - 2, n_coef))
     keep = wgt > 0
-    b_eval = BSpline.design_matrix(grid, t, _K).tocsr()
     for _ in range(2):
         aw = a_mat.multiply(np.where(keep, wgt, 0.0)[:, None]).tocsr()
         normal = (a_mat.T @ aw).tocsr()
-        scale = float(np.median(normal.diagonal()[normal.diagonal() > 0])) if normal.nnz else 1.0
+        diag = normal.diagonal()
+        scale = float(np.median(diag[diag > 0])) if np.any(diag > 0) else 1.0
         normal = (normal + penalty * scale * (d2.T @ d2)).tocsr()
-        bw = int(np.max(np.abs(normal.tocoo().row - normal.tocoo().col)))
-        ab = _banded_upper(normal, bw)
+        ab = _banded_upper(normal, _K)
         try:
             chol = cholesky_banded(ab)
         except np.linalg.LinAlgError:
@@ -148,20 +151,21 @@ def _solve_order(lo, hi, y, wgt, grid, clip, penalty=1e-9):
         if np.array_equal(new, keep):
             break
         keep = new
-    # variance of S(grid_g) = b_g N^-1 b_g^T: columns of N^-1 in chunks, only the band that b touches
+    # var S(g) = b_g N^-1 b_g^T: b_g touches 4 consecutive coefficients, so the band of N^-1 suffices
+    band = _kernels.banded_inverse_band(np.ascontiguousarray(chol))
+    b_eval = BSpline.design_matrix(grid, t, _K).tocsr()
+    b_eval.sort_indices()
+    nnz = np.diff(b_eval.indptr)
     var = np.zeros(grid.size)
-    bcoo = b_eval.tocoo()
-    for c0 in range(0, n_coef, 512):
-        c1 = min(c0 + 512, n_coef)
-        eye = np.zeros((n_coef, c1 - c0))
-        eye[np.arange(c0, c1), np.arange(c1 - c0)] = 1.0
-        inv = cho_solve_banded((chol, False), eye)  # N^-1[:, c0:c1]
-        sel = (bcoo.col >= c0) & (bcoo.col < c1)
-        rows, cols, vals = bcoo.row[sel], bcoo.col[sel], bcoo.data[sel]
-        # var_g += sum_{p} sum_{q in chunk} b_gp b_gq Ninv[p, q]
-        bp = b_eval[rows]  # rows of b for each (g, q) entry
-        contrib = np.asarray(bp.multiply(inv[:, cols - c0].T).sum(axis=1)).ravel() * vals
-        np.add.at(var, rows, contrib)
+    cols, vals = b_eval.indices, b_eval.data
+    first = b_eval.indptr[:-1]
+    for p in range(int(nnz.max())):
+        for q in range(int(nnz.max())):
+            ok = (p < nnz) & (q < nnz)
+            ip, iq = first[ok] + p, first[ok] + q
+            cp, cq = cols[ip], cols[iq]
+            lo, d = np.minimum(cp, cq), np.abs(cp - cq)
+            var[ok] += vals[ip] * vals[iq] * np.where(d <= _K, band[lo, np.minimum(d, _K)], 0.0)
     return b_eval @ coef, var, keep
 
 
@@ -301,47 +305,36 @@ def _coadd(epochs, zb, s_star, knot_step, clip, medium, template_cls):
     orders = epochs[0][0]
     grids, fluxes, variances, flags, done = [], [], [], [], []
     for j in range(len(orders)):
-        lo_all, hi_all, y_all, w_all = [], [], [], []
-        steps = []
+        x_all, y_all, w_all, steps = [], [], [], []
         for k, (m, lam, flux, var, good) in enumerate(epochs):
             jj = np.flatnonzero(np.asarray(m) == orders[j])
             if jj.size == 0:
                 continue
             jj = int(jj[0])
             x = np.log(lam[jj]) + np.log1p(zb[k]) - s_star[k]
-            mid = 0.5 * (x[1:] + x[:-1])
-            edges = np.concatenate([[x[0] - (mid[0] - x[0])], mid, [x[-1] + (x[-1] - mid[-1])]])
-            lo, hi = np.minimum(edges[:-1], edges[1:]), np.maximum(edges[:-1], edges[1:])
-            steps.append(np.median(hi - lo))
+            steps.append(np.median(np.abs(np.diff(x))))
             g = good[jj]
-            lo_all.append(lo[g])
-            hi_all.append(hi[g])
+            x_all.append(x[g])
             y_all.append(flux[jj][g])
             w_all.append(1.0 / var[jj][g])
-        # only the range every epoch covers: near the ends a pixel-mean spline constrained by one or two
-        # shifted epochs amplifies their noise (deconvolution), and measure() keeps a 30 km/s margin
-        # from the template's ends anyway
-        if any(v.size < 20 for v in lo_all):
-            continue  # an epoch has (almost) no good pixel here (e.g. a masked telluric order): no template
-        common_lo = max(v.min() for v in lo_all)
-        common_hi = min(v.max() for v in hi_all)
-        lo, hi = np.concatenate(lo_all), np.concatenate(hi_all)
-        y, w = np.concatenate(y_all), np.concatenate(w_all)
-        inside = (lo >= common_lo) & (hi <= common_hi)
-        lo, hi, y, w = lo[inside], hi[inside], y[inside], w[inside]
-        if y.size < 20:
-            continue
+        if not x_all or all(v.size < 20 for v in x_all):
+            continue  # no epoch has good pixels here (e.g. a masked telluric order): no template
+        x, y, w = np.concatenate(x_all), np.concatenate(y_all), np.concatenate(w_all)
+        order = np.argsort(x, kind="stable")
+        x, y, w = x[order], y[order], w[order]
         done.append(int(orders[j]))
         h = knot_step * float(np.median(steps))
-        n_g = int(np.ceil((hi.max() - lo.min()) / h)) + 1
-        grid = lo.min() + h * np.arange(n_g)
-        grid[-1] = max(grid[-1], hi.max())
-        samples, var, _ = _solve_order(lo, hi, y, w, grid, clip)
-        covered = np.zeros(n_g, dtype=bool)
-        idx_lo = np.clip(np.searchsorted(grid, lo) - 1, 0, n_g - 1)
-        idx_hi = np.clip(np.searchsorted(grid, hi), 0, n_g - 1)
-        for a, b in zip(idx_lo, idx_hi, strict=True):
-            covered[a : b + 1] = True
+        n_g = int(np.ceil((x[-1] - x[0]) / h)) + 1
+        grid = x[0] + h * np.arange(max(n_g, 8))
+        grid[-1] = max(grid[-1], x[-1])
+        samples, var, _ = _solve_order(x, y, w, grid, clip)
+        # a sample is constrained when a good pixel of some epoch lies within one knot step (telluric
+        # gaps of every epoch are not: their samples only carry the penalty, with a huge variance)
+        nearest = np.minimum(
+            np.abs(grid - x[np.clip(np.searchsorted(x, grid), 0, x.size - 1)]),
+            np.abs(grid - x[np.clip(np.searchsorted(x, grid) - 1, 0, x.size - 1)]),
+        )
+        covered = nearest <= max(h, float(np.median(steps)))
         grids.append(grid)
         fluxes.append(samples)
         variances.append(var)
@@ -355,7 +348,11 @@ def _coadd(epochs, zb, s_star, knot_step, clip, medium, template_cls):
         return np.array([np.concatenate([a, np.full(n_max - a.size, fill)]) for a in arrs])
 
     lam = pad([np.exp(g) for g in grids], np.nan)
-    meta = {"orders": done, "flags": pad(flags, int(Flag.NO_WEIGHT)).astype(FLAG_DTYPE)}
+    meta = {
+        "orders": done,
+        "flags": pad(flags, int(Flag.NO_WEIGHT)).astype(FLAG_DTYPE),
+        "pixel_integrated": True,
+    }
     return template_cls(
         lam * u.nm, pad(fluxes, np.nan), pad(variances, np.nan), medium, "barycentric", None, meta
     )
@@ -434,7 +431,8 @@ def read_zero(path, *, wavelength_medium="vacuum"):
         var = np.asarray(data[names["starvar"]][0], dtype=float) if "starvar" in names else None
         if var is not None and not np.any(var):
             var = None
-        meta = {"header": hdul[0].header.copy(), "source": str(path)}
+        # the Star column is an observed spectrum or a co-add of them: samples already pixel means
+        meta = {"header": hdul[0].header.copy(), "source": str(path), "pixel_integrated": True}
         for key in ("thar", "wavelenlab"):
             if key in names:
                 meta[names[key]] = np.asarray(data[names[key]][0], dtype=float)
