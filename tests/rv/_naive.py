@@ -135,3 +135,27 @@ def banded_inverse_band(ab):
     for d in range(p + 1):
         band[: n - d, d] = np.diagonal(inv, d)
     return band
+
+
+def continuum(flux, good=None, *, degree=3, iterations=6, lower=0.5, upper=3.0, stride=1):
+    """Twin of the continuum rule (nres.rv.continuum): numpy Legendre least squares."""
+    y = np.asarray(flux, dtype=np.float64)
+    ok = np.isfinite(y) if good is None else np.asarray(good, dtype=bool) & np.isfinite(y)
+    n = y.size
+    t = np.linspace(-1.0, 1.0, n)
+    ts, ys, oks = t[::stride], y[::stride], ok[::stride]
+    keep = oks.copy()
+    coef = None
+    for _ in range(iterations + 1):
+        if keep.sum() < degree + 3:
+            break
+        coef = np.polynomial.legendre.legfit(ts[keep], ys[keep], degree)
+        resid = ys - np.polynomial.legendre.legval(ts, coef)
+        scale = np.std(resid[keep])
+        new = oks & (resid > -lower * scale) & (resid < upper * scale)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    if coef is None:
+        return np.full(n, np.nanmedian(y[ok]) if ok.any() else 1.0)
+    return np.polynomial.legendre.legval(t, coef)

@@ -21,6 +21,8 @@ __all__ = [
     "mask_ccf_variance",
     "fit_blocks",
     "banded_inverse_band",
+    "continuum_rows",
+    "continuum_row",
 ]
 
 
@@ -715,6 +717,146 @@ def banded_inverse_band(ab):
     return band
 
 
+@njit
+def _legendre_row(t, nk, leg):
+    leg[0] = 1.0
+    if nk > 1:
+        leg[1] = t
+    for k in range(2, nk):
+        leg[k] = ((2 * k - 1) * t * leg[k - 1] - (k - 1) * leg[k - 2]) / k
+
+
+@njit
+def _continuum_row(y, ok, degree, iterations, lower, upper, stride, out):
+    """:func:`continuum_rows` for one row, into out."""
+    n = y.size
+    nk = degree + 1
+    ns = (n + stride - 1) // stride
+    ts = np.empty(ns)
+    ys = np.empty(ns)
+    oks = np.empty(ns, dtype=np.bool_)
+    step = 2.0 / (n - 1) if n > 1 else 0.0
+    for j in range(ns):
+        i = j * stride
+        ts[j] = -1.0 + i * step if i < n - 1 else 1.0
+        ys[j] = y[i]
+        oks[j] = ok[i] and y[i] == y[i]
+    if n == 1:
+        ts[0] = -1.0
+    keep = oks.copy()
+    leg = np.zeros(nk)
+    # the Legendre values of every sample once: the refits only change which samples are kept
+    legs = np.empty((ns, nk))
+    for j in range(ns):
+        _legendre_row(ts[j], nk, leg)
+        legs[j] = leg
+    coef = np.zeros(nk)
+    resid = np.empty(ns)
+    have = False
+    for _ in range(iterations + 1):
+        nkeep = 0
+        for j in range(ns):
+            if keep[j]:
+                nkeep += 1
+        if nkeep < degree + 3:
+            break
+        a = np.zeros((nk, nk))
+        r = np.zeros(nk)
+        for j in range(ns):
+            if not keep[j]:
+                continue
+            for p in range(nk):
+                r[p] += legs[j, p] * ys[j]
+                for q in range(p, nk):
+                    a[p, q] += legs[j, p] * legs[j, q]
+        for p in range(nk):
+            for q in range(p):
+                a[p, q] = a[q, p]
+        sol = _cholesky_solve(a, r, nk)
+        if not np.all(np.isfinite(sol)):
+            break
+        coef[:] = sol
+        have = True
+        mean = 0.0
+        for j in range(ns):
+            v = 0.0
+            for p in range(nk):
+                v += coef[p] * legs[j, p]
+            resid[j] = ys[j] - v
+            if keep[j]:
+                mean += resid[j]
+        mean /= nkeep
+        ss = 0.0
+        for j in range(ns):
+            if keep[j]:
+                ss += (resid[j] - mean) ** 2
+        scale = np.sqrt(ss / nkeep)
+        same = True
+        for j in range(ns):
+            new = oks[j] and resid[j] > -lower * scale and resid[j] < upper * scale
+            if new != keep[j]:
+                same = False
+            keep[j] = new
+        if same:
+            break
+    if not have:
+        cnt = 0
+        tmp = np.empty(n)
+        for i in range(n):
+            if ok[i] and y[i] == y[i]:
+                tmp[cnt] = y[i]
+                cnt += 1
+        fill = np.median(tmp[:cnt]) if cnt > 0 else 1.0
+        for i in range(n):
+            out[i] = fill
+        return
+    for i in range(n):
+        t = -1.0 + i * step if i < n - 1 else 1.0
+        if n == 1:
+            t = -1.0
+        _legendre_row(t, nk, leg)
+        v = 0.0
+        for p in range(nk):
+            v += coef[p] * leg[p]
+        out[i] = v
+
+
+@njit_parallel
+def continuum_rows(y, ok, degree, iterations, lower, upper, stride):
+    """The continuum rule of :mod:`nres.rv.continuum` for every row (order) of y, ``prange`` over rows.
+
+    Per row: a Legendre fit of ``degree`` in t = linspace(-1, 1, n) to every ``stride``-th good point,
+    refitted up to ``iterations`` times to the points with ``-lower std < residual < upper std`` (std of
+    the kept points' residuals) until the kept set stops changing; normal equations solved by
+    Cholesky. Fewer than ``degree + 3`` points: the median of the good points (1 if none).
+
+    Parameters
+    ----------
+    y : float64 (n_row, n)
+    ok : bool (n_row, n)
+        Usable points (non-finite y are never used).
+    degree, iterations, stride : int
+    lower, upper : float
+
+    Returns
+    -------
+    float64 (n_row, n)
+    """
+    out = np.empty(y.shape)
+    for o in prange(y.shape[0]):
+        _continuum_row(y[o], ok[o], degree, iterations, lower, upper, stride, out[o])
+    return out
+
+
+@njit
+def continuum_row(y, ok, degree, iterations, lower, upper, stride):
+    """:func:`continuum_rows` of one row (y, ok: (n,)), serial: a parallel launch costs more than the
+    fit of one order on a loaded machine."""
+    out = np.empty(y.size)
+    _continuum_row(y, ok, degree, iterations, lower, upper, stride, out)
+    return out
+
+
 def _warmup():
     """Compile every kernel on tiny inputs."""
     x = np.linspace(0.0, 1e-3, 8)
@@ -785,3 +927,5 @@ def _warmup():
             1e-13,
         )
     banded_inverse_band(np.array([[0.0, 0.5, 0.5], [1.0, 1.0, 1.0]]))
+    continuum_rows(np.ones((2, 8)), np.ones((2, 8), dtype=np.bool_), 1, 2, 0.5, 3.0, 1)
+    continuum_row(np.ones(8), np.ones(8, dtype=np.bool_), 1, 2, 0.5, 3.0, 1)

@@ -25,8 +25,8 @@ from ..doppler import C_M_S
 from ..errors import FitError
 from ..flags import Flag
 from . import _idl, _kernels
-from .ccf import MGB_ORDER
-from .continuum import continuum
+from .ccf import MGB_ORDER, _template_values
+from .continuum import continuum_rows
 from .idl_blocks import block_starts, blockfit2, combine_blocks
 from .idl_ccf import mgbcc
 
@@ -52,33 +52,34 @@ def measure_blocks(
     b = np.ones_like(data) if blaze is None else blaze
     half = 0.5 * np.abs(np.gradient(x, axis=1))
     tvar = tvar_fn(segs, x, s0)
-    cols = {k: [] for k in ("x", "half", "c", "d", "w")}
-    bseg, border, bblock = [], [], []
-    for o in range(n_o):
-        if segs[o] < 0:
-            continue
-        tv = template.evaluate_ln(segs[o], x[o] - s0)
-        tok = np.isfinite(tv)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cd = continuum(data[o] / b[o], good[o])
-        ct = continuum(np.where(tok, tv, np.nan), tok)
-        c = b[o] * cd / ct
-        v = var[o] + (0.0 if tvar is None else c**2 * np.nan_to_num(tvar[o], nan=np.inf))
-        w = np.where(good[o] & tok & np.isfinite(c) & (v > 0), 1.0 / np.where(v > 0, v, 1.0), 0.0)
-        for kb, st in enumerate(starts):
-            sl = slice(st, st + blen)
-            if np.count_nonzero(w[sl]) <= 20:
-                continue
-            for key, arr in (("x", x[o]), ("half", half[o]), ("c", c), ("d", data[o]), ("w", w)):
-                cols[key].append(np.where(np.isfinite(arr[sl]), arr[sl], 0.0))
-            bseg.append(segs[o])
-            border.append(o)
-            bblock.append(kb)
-    if not bseg:
+    segs_a = np.asarray(segs, dtype=np.int64)
+    tv = _template_values(template, segs_a, x - s0)
+    tok = np.isfinite(tv)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cd = continuum_rows(np.where(good, data / b, np.nan), good)
+    ct = continuum_rows(np.where(tok, tv, np.nan), tok)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = b * cd / ct
+    tv_var = 0.0 if tvar is None else c**2 * np.nan_to_num(tvar, nan=np.inf)
+    v = var + tv_var
+    ok = good & tok & np.isfinite(c) & (v > 0) & (segs_a >= 0)[:, None]
+    w = np.where(ok, 1.0 / np.where(ok, v, 1.0), 0.0)
+    # every block of every order at once: (n_order, nblock, blen) views, blocks with > 20 usable pixels
+    idx = starts[:, None] + np.arange(blen)[None, :]
+    nuse = np.count_nonzero(w[:, idx], axis=2)
+    border, bblock = np.nonzero(nuse > 20)
+    if border.size == 0:
         msg = "measure: no block has usable pixels"
         raise FitError(msg)
-    start = np.arange(len(bseg) + 1, dtype=np.int64) * blen
-    flat = {k: np.ascontiguousarray(np.concatenate(v), dtype=np.float64) for k, v in cols.items()}
+    bseg = segs_a[border]
+    pick = (border[:, None], idx[bblock])
+    flat = {
+        key: np.ascontiguousarray(np.where(np.isfinite(arr[pick]), arr[pick], 0.0).ravel(), dtype=np.float64)
+        for key, arr in (("x", x), ("half", half), ("c", c), ("d", data), ("w", w))
+    }
+    bseg = np.asarray(bseg, dtype=np.int64)
+    bblock = bblock.tolist()
+    start = np.arange(bseg.size + 1, dtype=np.int64) * blen
     params, sigma = _kernels.fit_blocks(
         flat["x"],
         flat["half"],
@@ -86,7 +87,7 @@ def measure_blocks(
         flat["d"],
         flat["w"],
         start,
-        np.asarray(bseg, dtype=np.int64),
+        bseg,
         *template._pieces,
         float(s0),
         float(np.log1p(30e3 / C_M_S)),

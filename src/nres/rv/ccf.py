@@ -27,8 +27,8 @@ from scipy.interpolate import make_interp_spline
 from ..doppler import C_M_S
 from ..errors import FitError
 from ..flags import Flag
-from . import _idl
-from .continuum import continuum, normalize
+from . import _idl, _kernels
+from .continuum import continuum, continuum_rows, normalize
 from .idl_ccf import HIGHPASS_KM_S, mgbcc
 
 __all__ = ["MGB_ORDER"]
@@ -64,20 +64,38 @@ def _highpass(y, width):
     return y - _idl.smooth(y, width)
 
 
+def _template_values(template, segs, u, derivative=False):
+    """Template point values (and d/d ln lambda) at u (n_order, n) for each order's segment (NaN
+    outside / no segment), one jitted call over all orders (:func:`nres.rv._kernels.template_model`)."""
+    n_o, n = u.shape
+    start = np.arange(n_o + 1, dtype=np.int64) * n
+    tv, td = _kernels.template_model(
+        np.ascontiguousarray(u, dtype=np.float64).ravel(),
+        np.zeros(n_o * n),
+        start,
+        np.ascontiguousarray(segs, dtype=np.int64),
+        *template._pieces,
+        np.zeros(n_o),
+        False,
+    )
+    return (tv.reshape(n_o, n), td.reshape(n_o, n)) if derivative else tv.reshape(n_o, n)
+
+
 def _photon_sigma(template, seg, x, s, var_n, good, tvar):
     """Photon-limited sigma of s = ln(1 + z) per order (Bouchy 2001) from the template derivative."""
-    out = np.full(x.shape[0], np.nan)
-    for k in range(x.shape[0]):
-        if seg[k] < 0 or not np.isfinite(s[k]):
-            continue
-        tv, td = template.evaluate_ln(seg[k], x[k] - s[k], derivative=True)
-        cont = continuum(tv, np.isfinite(tv))
-        tv, td = tv / cont, td / cont
-        v = var_n[k] + (0.0 if tvar is None else tvar[k])
-        ok = good[k] & np.isfinite(td) & np.isfinite(v) & (v > 0)
-        if ok.sum() > 10:
-            out[k] = 1.0 / np.sqrt(np.sum(td[ok] ** 2 / v[ok]))
-    return out
+    seg = np.asarray(seg, dtype=np.int64)
+    valid = (seg >= 0) & np.isfinite(s)
+    u = x - np.where(valid, s, 0.0)[:, None]
+    tv, td = _template_values(template, np.where(valid, seg, -1), u, derivative=True)
+    tok = np.isfinite(tv)
+    cont = continuum_rows(np.where(tok, tv, np.nan), tok)
+    td = td / cont
+    v = var_n + (0.0 if tvar is None else tvar)
+    with np.errstate(invalid="ignore"):
+        ok = good & np.isfinite(td) & np.isfinite(v) & (v > 0)
+    info = np.sum(np.where(ok, td**2 / np.where(ok, v, 1.0), 0.0), axis=1)
+    with np.errstate(divide="ignore"):
+        return np.where(valid & (ok.sum(axis=1) > 10), 1.0 / np.sqrt(info), np.nan)
 
 
 def measure_ccf(template, orders, lam, data, var, good, blaze, *, v_range, clip, opts, oversample, tvar_fn):

@@ -19,8 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidParameterError
+from . import _kernels
 
-__all__ = ["continuum", "normalize", "CONTINUUM_DEGREE"]
+__all__ = ["continuum", "continuum_rows", "normalize", "CONTINUUM_DEGREE"]
 
 #: Default Legendre degree of the continuum of one order (after blaze division).
 CONTINUUM_DEGREE = 3
@@ -54,24 +55,33 @@ def continuum(flux, good=None, *, degree=CONTINUUM_DEGREE, iterations=6, lower=0
         msg = f"continuum: flux must be 1-D, got shape {y.shape}"
         raise InvalidParameterError(msg)
     ok = np.isfinite(y) if good is None else np.asarray(good, dtype=bool) & np.isfinite(y)
-    n = y.size
-    t = np.linspace(-1.0, 1.0, n)
-    ts, ys, oks = t[::stride], y[::stride], ok[::stride]
-    keep = oks.copy()
-    coef = None
-    for _ in range(iterations + 1):
-        if keep.sum() < degree + 3:
-            break
-        coef = np.polynomial.legendre.legfit(ts[keep], ys[keep], degree)
-        resid = ys - np.polynomial.legendre.legval(ts, coef)
-        scale = np.std(resid[keep])
-        new = oks & (resid > -lower * scale) & (resid < upper * scale)
-        if np.array_equal(new, keep):
-            break
-        keep = new
-    if coef is None:
-        return np.full(n, np.nanmedian(y[ok]) if ok.any() else 1.0)
-    return np.polynomial.legendre.legval(t, coef)
+    if int(degree) < 0 or int(stride) < 1:
+        msg = f"continuum: degree must be >= 0 and stride >= 1, got {degree}, {stride}"
+        raise InvalidParameterError(msg)
+    return _kernels.continuum_row(
+        np.ascontiguousarray(y),
+        np.ascontiguousarray(ok),
+        int(degree),
+        int(iterations),
+        float(lower),
+        float(upper),
+        int(stride),
+    )
+
+
+def continuum_rows(flux, good, *, degree=CONTINUUM_DEGREE, iterations=6, lower=0.5, upper=3.0, stride=1):
+    """:func:`continuum` of every row of a (n_row, n) array in one jitted call (``prange`` over rows)."""
+    y = np.ascontiguousarray(flux, dtype=np.float64)
+    ok = np.ascontiguousarray(np.asarray(good, dtype=bool) & np.isfinite(y))
+    if y.ndim != 2 or y.shape[1] < 1:
+        msg = f"continuum_rows: flux must be 2-D (n_row, n), got shape {y.shape}"
+        raise InvalidParameterError(msg)
+    if int(degree) < 0 or int(stride) < 1:
+        msg = f"continuum: degree must be >= 0 and stride >= 1, got {degree}, {stride}"
+        raise InvalidParameterError(msg)
+    return _kernels.continuum_rows(
+        y, ok, int(degree), int(iterations), float(lower), float(upper), int(stride)
+    )
 
 
 def normalize(data, variance=None, blaze=None, good=None, *, degree=CONTINUUM_DEGREE):
@@ -100,7 +110,7 @@ def normalize(data, variance=None, blaze=None, good=None, *, degree=CONTINUUM_DE
     with np.errstate(divide="ignore", invalid="ignore"):
         y = d / b
         g = g & np.isfinite(y) & (b > 0)
-    norm = np.stack([b[k] * continuum(y[k], g[k], degree=degree) for k in range(d.shape[0])])
+    norm = b * continuum_rows(y, g, degree=degree)
     with np.errstate(divide="ignore", invalid="ignore"):
         flux = d / norm
         var = None if variance is None else np.atleast_2d(np.asarray(variance, dtype=np.float64)) / norm**2
