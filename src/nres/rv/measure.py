@@ -99,6 +99,8 @@ _GAUSS_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 #: parabola) is within ~0.1 km/s of every order's optimum, so 5 km/s only costs ~3 pixels at each end
 #: of the template, where a wider margin would throw away lines the photon limit counts.
 FIT_MARGIN_M_S = 5000.0
+#: Points of the diagnostic CCF of the template and blocks methods (+-3 FWHM around the start).
+DIAGNOSTIC_CCF_POINTS = 121
 
 
 # ----- inputs ---------------------------------------------------------------------------------------
@@ -304,7 +306,8 @@ def _pack(arrays):
 
 
 def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_orders=12):
-    """Global starting shift s0 from a template CCF over v_range on up to ``coarse_orders`` orders."""
+    """Global starting shift s0 from a template CCF over v_range on up to ``coarse_orders`` orders;
+    returns (s0, diagnostic shift grid of +-3 FWHM around s0, the CCF on it)."""
     usable = [k for k in range(len(segs)) if segs[k] >= 0 and good[k].sum() > 4 * (degree + 2)]
     if not usable:
         msg = "measure: the template covers none of the spectrum's orders"
@@ -345,7 +348,20 @@ def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_
     off = 0.5 * (ym - yp) / denom if denom < 0 else 0.0
     s0 = fine[j] + off * (fine[1] - fine[0])
     norm = np.sqrt(np.sum(yf**2) * np.sum(tf**2)) / max(len(pick), 1)
-    return float(s0), fine, ccf_fine / norm
+    # the reported (diagnostic) CCF spans +-3 FWHM so its Gaussian fit and bisector span see the wings:
+    # the FWHM from the half-height crossings of the wide CCF above its median (clamped to 3-100 km/s)
+    base = float(np.median(ccf))
+    k = int(np.argmax(ccf))
+    above = ccf - base >= 0.5 * (ccf[k] - base)
+    lo_k, hi_k = k, k
+    while lo_k > 0 and above[lo_k - 1]:
+        lo_k -= 1
+    while hi_k < ccf.size - 1 and above[hi_k + 1]:
+        hi_k += 1
+    fwhm = np.clip((hi_k - lo_k + 1) * coarse_step, np.log1p(3e3 / C_M_S), np.log1p(1e5 / C_M_S))
+    diag = s0 + np.linspace(-3.0 * fwhm, 3.0 * fwhm, DIAGNOSTIC_CCF_POINTS)
+    ccf_diag = _kernels.template_ccf(xf, yf, start, tf, tstart, tu0, h, diag).sum(axis=0)
+    return float(s0), diag, ccf_diag / norm
 
 
 def _fit_orders(template, segs, x, data, var, good, blaze, s0, degree, margin, pixel_mean, max_iter=30):
