@@ -2,7 +2,6 @@
 
 import astropy.units as u
 import numba
-import numpy as np
 import pytest
 
 from nres._jit import set_num_threads
