@@ -402,23 +402,25 @@ def _fit_orders(template, segs, x, data, var, good, blaze, s0, degree, margin, p
 def _with_template_variance(template, segs, x, s0, data, var, good, blaze, tvar_fn):
     """Pixel variance plus the template's, scaled to the data: ``var + c^2 var_T`` with ``c`` the
     blaze times the ratio of the data's and the template's continua (the template's noise enters the
-    fit like the data's)."""
-    from .continuum import continuum
+    fit like the data's). All orders at once (jitted template values and continua)."""
+    from .ccf import _template_values
+    from .continuum import continuum_rows
 
     tvar = tvar_fn(segs, x, s0)
     if tvar is None:
         return var
-    out = var.copy()
-    for k in range(x.shape[0]):
-        if segs[k] < 0:
-            continue
-        tv = template.evaluate_ln(segs[k], x[k] - s0)
-        tok = np.isfinite(tv)
-        b = np.ones(x.shape[1]) if blaze is None else blaze[k]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            c = b * continuum(data[k] / b, good[k]) / continuum(np.where(tok, tv, np.nan), tok)
-        out[k] = var[k] + c**2 * np.nan_to_num(tvar[k], nan=0.0)
-    return out
+    segs = np.asarray(segs, dtype=np.int64)
+    tv = _template_values(template, segs, x - s0)
+    tok = np.isfinite(tv)
+    b = np.ones_like(x) if blaze is None else blaze
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = (
+            b
+            * continuum_rows(np.where(good, data / b, np.nan), good)
+            / continuum_rows(np.where(tok, tv, np.nan), tok)
+        )
+    add = c**2 * np.nan_to_num(tvar, nan=0.0)
+    return np.where((segs >= 0)[:, None], var + add, var)
 
 
 def _template_variance_fn(template, enabled):

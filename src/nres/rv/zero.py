@@ -1,16 +1,19 @@
 """ZERO templates: co-adding observed spectra of a star in its rest frame, and the original's ZERO files.
 
-:func:`build_zero` (``Template.from_spectra``) forward-models the co-add: per order, the rest-frame
-spectrum is a cubic spline ``S(u)`` in ``u = ln lambda`` with not-a-knot knots on a uniform grid (step
-``knot_step`` x the median pixel step); every good pixel i of every epoch k is the exact *mean* of S
-over the pixel's rest-frame extent ``[ln lambda_a + ln(1 + z_B,k) - ln(1 + z_*,k), ...]`` (the
-extracted pixel records a mean, and the RV fit compares pixels with the same mean). The spline
-coefficients are the inverse-variance weighted least-squares solution over all epochs (continuum
-normalised by :mod:`nres.rv.continuum`; telluric, bad-wavelength, edge, bleed and masked pixels
-left out; outliers beyond ``clip`` sigma rejected and the fit repeated). No smoothing is applied; a
+:func:`build_zero` (``Template.from_spectra``) co-adds on a common ln-lambda grid: per order, every good
+pixel i of every epoch k is placed at its exact rest-frame position ``ln lambda_i + ln(1 + z_B,k) -
+ln(1 + z_*,k)`` (continuum normalised by :mod:`nres.rv.continuum`; telluric, bad-wavelength, edge,
+bleed and masked pixels left out), and the rest-frame spectrum is the inverse-variance weighted
+least-squares cubic spline ``S(u)`` (``u = ln lambda``, not-a-knot knots every ``knot_step`` median
+pixel steps) through all of them, over the union of the epochs' coverage; outliers beyond ``clip``
+sigma are rejected and the fit repeated. The extracted pixels record means over a pixel, so S is the
+star's spectrum at the spectrograph's pixel sampling: the template carries ``meta["pixel_integrated"]``
+and :func:`nres.rv.measure` compares it with the data point by point. No smoothing is applied; a
 negligible second-difference penalty only keeps coefficients that no pixel constrains (telluric gaps)
 defined, with a correspondingly huge variance. The template's variance is the diagonal of the
-coefficients' covariance mapped to its samples; ``measure`` adds it to the data variance.
+coefficients' covariance mapped to its samples (the band of the inverse of the banded normal matrix);
+``measure`` adds it to the data variance. :func:`pixel_mean_design` (the exact pixel-mean operator of a
+spline) is kept for forward models that need it.
 
 The star's RV at each epoch is bootstrapped: start from the catalogue ``rv`` for every epoch, build
 the template, measure every epoch against it (``method="template"``), set their mean to ``rv`` (the
@@ -223,7 +226,8 @@ def build_zero(
     orders : sequence of int, optional
         Physical orders (default all the first spectrum's orders).
     knot_step : float
-        Spline knot spacing in units of the median pixel step in ln(lambda).
+        Spline knot spacing in units of the median pixel step in ln(lambda). Wider knots lower the
+        template noise but bias narrow lines (docs/rv.md); 1 keeps every resolved feature.
     iterations : int
         Bootstrap iterations (build, measure every epoch, rebuild).
     clip : float
@@ -239,7 +243,8 @@ def build_zero(
     Template
         Barycentric-frame (rest) template, flux continuum-normalised, with ``variance`` and ``meta``:
         ``z_b``, ``z_star`` (per epoch), ``n_epochs``, ``flags`` (uint16 per sample: NO_WEIGHT where
-        no pixel constrains it), ``orders``, ``REDSHIFT`` (the original's keyword, ``-rrt`` of the mean).
+        no pixel constrains it), ``orders``, ``REDSHIFT`` (the original's keyword, ``-rrt`` of the mean),
+        ``pixel_integrated`` (True: compared point by point by ``measure``).
     """
     from .measure import measure
     from .template import Template
