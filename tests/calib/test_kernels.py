@@ -1,103 +1,11 @@
-"""nres.calib numba kernels against slow numpy twins on random inputs with NaNs."""
+"""nres.calib numba kernels against slow numpy twins on random inputs with NaNs (the stack's kernels:
+test_stack_kernels.py)."""
 
 import numpy as np
 import pytest
 
 from nres.calib import _kernels as K
 from nres.flags import INFORMATIONAL, Flag, flags_to_mask
-
-
-def _median_ref(v, rule):
-    s = np.sort(v)
-    n = s.size
-    return s[n // 2] if (n % 2 or rule == K.MEDIAN_IDL) else 0.5 * (s[n // 2 - 1] + s[n // 2])
-
-
-def stack_ref(cube, var, valid, sigma, method, rule):
-    """Slow numpy twin of _kernels._stack (pixel by pixel)."""
-    n, ny, nx = cube.shape
-    out = np.full((ny, nx), np.nan)
-    outvar = np.full((ny, nx), np.nan)
-    ng = np.zeros((ny, nx), dtype=np.int64)
-    for y in range(ny):
-        for x in range(nx):
-            ok = valid[:, y, x]
-            v, w = cube[ok, y, x], var[ok, y, x]
-            if v.size == 0:
-                continue
-            if method == K.METHOD_MEAN:
-                keep = np.ones(v.size, bool)
-            elif method == K.METHOD_MEDIAN:
-                out[y, x] = _median_ref(v, rule)
-                outvar[y, x] = np.pi / 2 * w.sum() / v.size**2
-                ng[y, x] = v.size
-                continue
-            else:
-                c = _median_ref(v, rule)
-                scale = 1.482602218505602 * np.median(np.abs(v - c))
-                keep = np.abs(v - c) <= sigma * scale
-            ng[y, x] = keep.sum()
-            out[y, x] = v[keep].mean()
-            outvar[y, x] = w[keep].sum() / keep.sum() ** 2
-    return out, outvar, ng
-
-
-def _stack_kernels(cube, var, mask, sigma, method, rule, *, rows=4, scale=None):
-    """Run the slab kernels (_gather then _stack_slab) over a cube (n, ny, nx), rows at a time."""
-    n, ny, nx = cube.shape
-    scale = np.ones(n) if scale is None else scale
-    out, outvar = np.empty((ny, nx)), np.empty((ny, nx))
-    ng = np.empty((ny, nx), dtype=np.int64)
-    slab, vslab = np.empty((rows, nx, n)), np.empty((rows, nx, n))
-    for y0 in range(0, ny, rows):
-        k = min(rows, ny - y0)
-        for i in range(n):
-            K._gather(slab[:k], vslab[:k], i, cube[i], var[i], mask[i], True, y0, scale[i])
-        K._stack_slab(slab[:k], vslab[:k], sigma, method, rule, out, outvar, ng, y0)
-    return out, outvar, ng
-
-
-@pytest.mark.parametrize("n", [7, 8])
-@pytest.mark.parametrize("method", [K.METHOD_CLIP, K.METHOD_MEDIAN, K.METHOD_MEAN])
-@pytest.mark.parametrize("rule", [K.MEDIAN_EXACT, K.MEDIAN_IDL])
-def test_stack_kernel_equals_numpy_twin(n, method, rule):
-    rng = np.random.default_rng(n * 10 + method * 3 + rule)
-    cube = rng.normal(100.0, 5.0, (n, 9, 11))
-    cube[rng.random(cube.shape) < 0.05] += 500.0  # outliers
-    cube[rng.random(cube.shape) < 0.05] = np.nan
-    cube[rng.random(cube.shape) < 0.02] = np.inf
-    var = rng.uniform(1.0, 4.0, cube.shape)
-    var[rng.random(cube.shape) < 0.02] = np.nan  # a non-finite variance excludes its input too
-    mask = rng.random(cube.shape) < 0.1
-    mask[:, 0, 0] = True  # a pixel with no valid input
-    valid = np.isfinite(cube) & np.isfinite(var) & ~mask
-    # 4-row slabs over 9 rows: the last slab is partial
-    got = _stack_kernels(cube, var, mask, 3.0, method, rule)
-    ref = stack_ref(cube, var, valid, 3.0, method, rule)
-    for g, r in zip(got, ref, strict=True):
-        # same operations in a different summation order: 1e-12 relative covers rounding
-        np.testing.assert_allclose(g, r, rtol=1e-12, atol=0, equal_nan=True)
-
-
-def test_gather_kernel_equals_numpy_twin():
-    rng = np.random.default_rng(5)
-    data = rng.normal(0.0, 1.0, (6, 5))
-    data[1, 2] = np.inf
-    var = rng.uniform(1.0, 2.0, (6, 5))
-    var[3, 4] = np.nan
-    mask = rng.random((6, 5)) < 0.2
-    slab = np.full((3, 5, 2), -1.0)
-    vslab = np.full((3, 5, 2), -1.0)
-    K._gather(slab, vslab, 1, data, var, mask, True, 2, 0.5)
-    d = data[2:5] * 0.5
-    d[~(np.isfinite(d) & np.isfinite(var[2:5])) | mask[2:5]] = np.nan
-    np.testing.assert_array_equal(slab[:, :, 1], d)
-    np.testing.assert_array_equal(vslab[:, :, 1], var[2:5] * 0.25)
-    assert np.all(slab[:, :, 0] == -1.0)  # other inputs' column untouched
-    K._gather(slab, vslab, 0, data, var, mask, False, 0, 1.0)  # has_mask False: mask ignored
-    d = data[:3].copy()
-    d[~(np.isfinite(d) & np.isfinite(var[:3]))] = np.nan
-    np.testing.assert_array_equal(slab[:, :, 0], d)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 9, 10, 11])
@@ -258,6 +166,7 @@ def test_kernel_flag_bits_match_registry():
     assert K._NONLINEAR == Flag.NONLINEAR
     assert K._BLEED == Flag.BLEED
     assert K._NONFINITE == Flag.NONFINITE
+    assert K._NO_WEIGHT == Flag.NO_WEIGHT
 
 
 def test_warmup_runs():

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.nddata import CCDData, VarianceUncertainty
+from astropy.nddata import CCDData, NDData, VarianceUncertainty
 from astropy.stats import mad_std, sigma_clip
 
 import nres.calib as calib
 from nres.errors import InvalidInputFileError, InvalidParameterError
-from nres.flags import Flag
+from nres.flags import Flag, flags_to_mask
 
 SHAPE = (24, 30)
 
@@ -77,6 +77,8 @@ def test_no_survivor_is_masked_with_reasons(rng):
     assert ngood[7, 8] == 0 and out.mask[7, 8] and ngood[1, 1] == 4
     assert out.flags[7, 8] == Flag.NO_WEIGHT | Flag.SATURATED
     assert out.mask.sum() == 1
+    np.testing.assert_array_equal(out.mask, flags_to_mask(out.flags))
+    assert ngood.dtype == np.int16 and out.meta["NGOODMIN"] == 0 and out.meta["NGOODMAX"] == 5
 
 
 def test_darks_normalised_by_exposure_time(rng):
@@ -131,6 +133,33 @@ def test_paths_in_row_slabs_equal_in_memory(rng, tmp_path, compressed):
     assert disk.meta["NCOMBINE"] == 5
 
 
+def test_paths_with_std_uncertainty_and_some_masks_equal_in_memory(rng, tmp_path):
+    # UNCERT as a standard deviation, MASK in some files only, a partial last slab
+    fr = frames(6, rng, obstype="DARK", EXPTIME=30.0)
+    paths = []
+    for k, f in enumerate(fr):
+        f.data = f.data.astype(np.float32).astype(np.float64)
+        sd = rng.uniform(1.0, 3.0, SHAPE).astype(np.float32)
+        f.uncertainty = VarianceUncertainty(sd.astype(np.float64) ** 2)
+        hl = [fits.PrimaryHDU(f.data.astype(np.float32), header=fits.Header(f.meta))]
+        uh = fits.ImageHDU(sd, name="UNCERT")
+        uh.header["UTYPE"] = "StdDevUncertainty"
+        hl.append(uh)
+        if k % 2 == 0:
+            f.mask = rng.random(SHAPE) < 0.05
+            hl.append(fits.ImageHDU(f.mask.astype(np.uint8), name="MASK"))
+        paths.append(tmp_path / f"d{k}.fits")
+        fits.HDUList(hl).writeto(paths[-1])
+    mem, ng_mem = calib.stack(fr, return_ngood=True)
+    # 6 frames x 30 columns x 17 bytes = 3060 bytes per row: 7 rows per slab, the last one 3 rows
+    for slab in (22_000, 4_000_000):
+        disk, ng_disk = calib.stack(paths, max_slab_bytes=slab, return_ngood=True)
+        np.testing.assert_array_equal(disk.data, mem.data)
+        np.testing.assert_array_equal(disk.uncertainty.array, mem.uncertainty.array)
+        np.testing.assert_array_equal(ng_disk, ng_mem)
+    assert ng_mem.min() < 6  # masks really removed inputs
+
+
 @pytest.mark.parametrize(
     ("mutate", "match"),
     [
@@ -142,17 +171,23 @@ def test_paths_in_row_slabs_equal_in_memory(rng, tmp_path, compressed):
         (lambda fr: setattr(fr[0], "uncertainty", None), "variance"),
         (lambda fr: fr.__setitem__(4, CCDData(np.zeros((3, 3)), unit="electron", meta=fr[4].meta)), "shape"),
         (lambda fr: fr.__setitem__(4, "/nonexistent.fits"), "mix"),
+        (
+            lambda fr: fr.__setitem__(
+                1, NDData(fr[1].data, uncertainty=fr[1].uncertainty, mask=np.zeros((3, 3), bool))
+            ),
+            "mask shape",
+        ),
     ],
 )
 def test_bad_inputs_raise_before_work(rng, mutate, match):
     fr = frames(5, rng)
     mutate(fr)
-    snapshot = [f.data.copy() for f in fr if isinstance(f, CCDData)]
+    snapshot = [f.data.copy() for f in fr if isinstance(f, NDData)]
     with pytest.raises(InvalidParameterError, match=match):
         calib.stack(fr)
     assert all(
         np.array_equal(a, f.data)
-        for a, f in zip(snapshot, [f for f in fr if isinstance(f, CCDData)], strict=True)
+        for a, f in zip(snapshot, [f for f in fr if isinstance(f, NDData)], strict=True)
     )
 
 

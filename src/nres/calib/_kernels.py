@@ -1,9 +1,12 @@
 """Numba kernels of nres.calib: the fused CCD pass, overscan levels and the clipped stack.
 
-Kernels see only contiguous float64/int64/bool arrays and scalars, with one exception: the raw
+Kernels see only contiguous float64/int64/bool arrays and scalars, with two exceptions: the raw
 frame of ``_process`` is read in its own integer dtype (:data:`RAW_DTYPES`), because a float64 copy
-of a 4108 x 4160 frame costs more than half the fused pass. The uint16 flags are an output. The
-public wrappers in ``ccd.py``, ``overscan.py`` and ``stack.py`` validate, coerce and unpack.
+of a 4108 x 4160 frame costs more than half the fused pass; and ``_stack_rows`` reads the N input
+planes through numba typed lists of C-contiguous 2-D arrays (one compiled signature for every N;
+stacking them into a 3-D cube would copy every frame). The uint16 flags and the stack's int16
+N_good are outputs. The public wrappers in ``ccd.py``, ``overscan.py`` and ``stack.py`` validate,
+coerce and unpack.
 Integer codes:
 
 - median rule: 0 = mean of the two middle values for even N, 1 = the original's upper-middle value
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import prange
+from numba.typed import List
 
 from .._jit import njit, njit_parallel
 
@@ -24,6 +28,7 @@ _SATURATED = 2
 _NONLINEAR = 4
 _BLEED = 16
 _NONFINITE = 256
+_NO_WEIGHT = 128
 
 MEDIAN_EXACT = 0
 MEDIAN_IDL = 1
@@ -37,18 +42,6 @@ _MAD_TO_SIGMA = 1.482602218505602
 #: raw dtypes ``_process`` reads directly (real NRES frames are uint16, the simulator's int32);
 #: the wrapper converts any other dtype to float64
 RAW_DTYPES = (np.float64, np.uint16, np.int32)
-
-
-@njit
-def _insertion_sort(a, n):
-    """Sort a[:n] in place (n is small: the number of frames in a stack)."""
-    for i in range(1, n):
-        v = a[i]
-        j = i - 1
-        while j >= 0 and a[j] > v:
-            a[j + 1] = a[j]
-            j -= 1
-        a[j + 1] = v
 
 
 @njit
@@ -311,96 +304,319 @@ def _mad_sorted(srt, n, centre):
     return 0.5 * (lo + d)
 
 
-@njit
-def _gather(slab, vslab, j, data, var, mask, has_mask, y0, scale):
-    """Copy rows y0:y0+k of one input into column j of a pixel-major slab (k, nx, n), in place.
+# ---------------------------------------------------------------------------------------------
+# The stack. One parallel region over all output rows reads the frames in place (typed lists of
+# 2-D planes: no gather pass, no per-slab barrier). A row is loaded once per input into a row
+# scratch laid out in column blocks (nblocks, n, B); each block is then combined column-wise:
+# every step is a loop over the B columns of a block with no branch that varies per pixel, so
+# LLVM vectorises it. Invalid inputs are stored as +inf, which a sort puts after every valid
+# (finite) value, so the first N_good sorted values are the valid ones.
 
-    ``slab[r, x, j] = data[y0 + r, x] * scale`` and ``vslab[...] = var * scale^2``; an input that
-    is masked or whose value or variance is not finite is stored as nan (left out of the stack).
-    Serial: it is memory-bound and called once per input and slab, so a parallel launch (a thread
-    barrier per call) costs more than it gains, badly so on a loaded machine.
+#: columns per block: a block's values, variances and sort buffer (3 x n x B float64) stay in L1
+_BLOCK = 128
+
+
+def sorting_network(n):
+    """Comparators (i, j), i < j, that sort n values when applied in order: int64 (K, 2).
+
+    Batcher's odd-even merge sort on the next power of two, keeping only comparators between
+    the first n wires (the others would only compare with padding that sorts last). K = 32 for
+    n = 10 (the optimum is 29); O(n log^2 n) in general.
     """
-    k = slab.shape[0]
-    nx = slab.shape[1]
+    size = 1
+    while size < n:
+        size *= 2
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    a, b = i + j, i + j + k
+                    if a // (2 * p) == b // (2 * p) and b < n:
+                        pairs.append((a, b))
+            k //= 2
+        p *= 2
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+@njit
+def _load_row(d, v, mk, has_mask, scale, vals, vvals, i):
+    """Row ``d`` (nx,) of input ``i`` and its variance into ``vals[:, i]``/``vvals[:, i]``.
+
+    The scratch is (nblocks, n, B); values are ``d * scale``, variances ``v * scale^2``; an input
+    that is masked or whose value or variance is not finite is stored as +inf. The row is sliced
+    per block (views from index 0): an offset index ``d[x0 + x]`` kept LLVM from vectorising.
+    """
+    nb, _, bw = vals.shape
+    nx = d.size
     s2 = scale * scale
-    for r in range(k):
-        y = y0 + r
-        for x in range(nx):
-            d = data[y, x] * scale
-            v = var[y, x] * s2
-            if not (np.isfinite(d) and np.isfinite(v)) or (has_mask and mask[y, x]):
-                d = np.nan
-            slab[r, x, j] = d
-            vslab[r, x, j] = v
+    for xb in range(nb):
+        x0 = xb * bw
+        b = min(bw, nx - x0)
+        vi = vals[xb, i]
+        vvi = vvals[xb, i]
+        db = d[x0 : x0 + b]
+        vb = v[x0 : x0 + b]
+        if has_mask:
+            mb = mk[x0 : x0 + b]
+            for x in range(b):
+                dd = db[x] * scale
+                ve = vb[x] * s2
+                ok = (abs(dd) < np.inf) & (abs(ve) < np.inf) & (not mb[x])
+                vi[x] = dd if ok else np.inf
+                vvi[x] = ve
+        else:
+            for x in range(b):
+                dd = db[x] * scale
+                ve = vb[x] * s2
+                ok = (abs(dd) < np.inf) & (abs(ve) < np.inf)
+                vi[x] = dd if ok else np.inf
+                vvi[x] = ve
+
+
+@njit
+def _copy_count(vb, w, cnt):
+    """w = vb (n, B); cnt = number of valid (finite) values per column, as float64.
+
+    A float count: an int64 accumulator of booleans did not vectorise (4x slower).
+    """
+    n, bw = vb.shape
+    for x in range(bw):
+        cnt[x] = 0.0
+    for i in range(n):
+        vi = vb[i]
+        wi = w[i]
+        for x in range(bw):
+            u = vi[x]
+            wi[x] = u
+            cnt[x] += 1.0 if u < np.inf else 0.0
+
+
+@njit
+def _sort_columns(w, net):
+    """Sort every column of w (n, B) in place with the comparators ``net`` (K, 2).
+
+    Branch-free compare-exchanges along the B columns (vectorised). Values must not be NaN.
+    """
+    bw = w.shape[1]
+    for c in range(net.shape[0]):
+        a = w[net[c, 0]]
+        b = w[net[c, 1]]
+        for x in range(bw):
+            u = a[x]
+            v = b[x]
+            a[x] = u if u < v else v
+            b[x] = v if u < v else u
+
+
+@njit
+def _median_columns(w, cnt, rule, centre):
+    """Median of the first cnt[x] values of each sorted column of w; nan where cnt is 0."""
+    bw = w.shape[1]
+    for x in range(bw):
+        m = int(cnt[x])
+        h = m // 2
+        if m == 0:
+            centre[x] = np.nan
+        elif m % 2 == 1 or rule == MEDIAN_IDL:
+            centre[x] = w[h, x]
+        else:
+            centre[x] = 0.5 * (w[h - 1, x] + w[h, x])
+
+
+@njit
+def _abs_deviations(w, centre):
+    """w = |w - centre| column-wise, in place (+inf stays +inf)."""
+    n, bw = w.shape
+    for i in range(n):
+        wi = w[i]
+        for x in range(bw):
+            wi[x] = abs(wi[x] - centre[x])
+
+
+@njit
+def _thresholds(w, cnt, factor, thresh):
+    """thresh = factor x median of the first cnt[x] values of each sorted column of w.
+
+    The median is the mean of the two middle values for even counts (the MAD's own median is
+    always exact, whatever the centre's rule).
+    """
+    bw = w.shape[1]
+    for x in range(bw):
+        m = int(cnt[x])
+        if m == 0:
+            thresh[x] = np.nan
+        else:
+            thresh[x] = factor * (0.5 * (w[(m - 1) // 2, x] + w[m // 2, x]))
+
+
+@njit
+def _kept_sums(vb, vvb, centre, thresh, s, sv, g):
+    """Sums of the values, variances and count of the inputs with |x - centre| <= thresh.
+
+    Summed in input order (adding 0.0 for the others leaves a sum unchanged), so the result is
+    the same number as a loop over the kept inputs.
+    """
+    n, bw = vb.shape
+    for x in range(bw):
+        s[x] = 0.0
+        sv[x] = 0.0
+        g[x] = 0.0
+    for i in range(n):
+        vi = vb[i]
+        vvi = vvb[i]
+        for x in range(bw):
+            u = vi[x]
+            ok = (u < np.inf) & (abs(u - centre[x]) <= thresh[x])
+            s[x] += u if ok else 0.0
+            sv[x] += vvi[x] if ok else 0.0
+            g[x] += 1.0 if ok else 0.0
+
+
+@njit
+def _valid_sums(vb, vvb, s, sv):
+    """Sums of the valid values and of their variances per column, in input order."""
+    n, bw = vb.shape
+    for x in range(bw):
+        s[x] = 0.0
+        sv[x] = 0.0
+    for i in range(n):
+        vi = vb[i]
+        vvi = vvb[i]
+        for x in range(bw):
+            ok = vi[x] < np.inf
+            s[x] += vi[x] if ok else 0.0
+            sv[x] += vvi[x] if ok else 0.0
+
+
+@njit
+def _write_block(method, centre, s, sv, g, out, outvar, ngood, flags, mask):
+    """Write one block of output columns (row views of length b <= B); returns (min, max) of g."""
+    gmin = 1 << 30
+    gmax = -1
+    for x in range(out.size):
+        k = int(g[x])
+        if k == 0:
+            out[x] = np.nan
+            outvar[x] = np.nan
+        elif method == METHOD_MEDIAN:
+            out[x] = centre[x]
+            outvar[x] = 0.5 * np.pi * sv[x] / (k * k)
+        else:
+            out[x] = s[x] / k
+            outvar[x] = sv[x] / (k * k)
+        ngood[x] = k
+        flags[x] = _NO_WEIGHT if k == 0 else 0
+        mask[x] = k == 0
+        gmin = min(gmin, k)
+        gmax = max(gmax, k)
+    return gmin, gmax
+
+
+@njit
+def _combine_block(vb, vvb, w, net, method, rule, factor, cnt, centre, thresh, s, sv, out_views):
+    """Combine one block (n, B) of a row into the output views; returns (min, max) of N_good."""
+    out, outvar, ngood, flags, mask = out_views
+    _copy_count(vb, w, cnt)
+    if method == METHOD_MEAN:
+        _valid_sums(vb, vvb, s, sv)
+        return _write_block(method, centre, s, sv, cnt, out, outvar, ngood, flags, mask)
+    _sort_columns(w, net)
+    _median_columns(w, cnt, rule, centre)
+    if method == METHOD_MEDIAN:
+        _valid_sums(vb, vvb, s, sv)
+        return _write_block(method, centre, s, sv, cnt, out, outvar, ngood, flags, mask)
+    _abs_deviations(w, centre)
+    _sort_columns(w, net)
+    _thresholds(w, cnt, factor, thresh)
+    _kept_sums(vb, vvb, centre, thresh, s, sv, cnt)  # cnt now holds N_good
+    return _write_block(method, centre, s, sv, cnt, out, outvar, ngood, flags, mask)
 
 
 @njit_parallel
-def _stack_slab(slab, vslab, sigma, method, rule, out, outvar, ngood, y0):
-    """Combine a pixel-major slab (k, nx, n) along its last axis into rows y0:y0+k of the outputs.
+def _stack_rows(
+    datas,
+    variances,
+    masks,
+    has_mask,
+    scale,
+    y_in0,
+    nrows,
+    sigma,
+    method,
+    rule,
+    net,
+    nchunks,
+    out,
+    outvar,
+    ngood,
+    flags,
+    mask,
+    y_out0,
+    row_min,
+    row_max,
+):
+    """Combine input rows y_in0:y_in0+nrows of n frames into output rows y_out0:y_out0+nrows.
 
-    Values that are not finite are left out before any statistic. Sigma clip: centre = median,
-    scale = 1.4826 MAD about it, reject |x - c| > sigma * scale (one pass), mean of the survivors,
-    variance = sum of their variances / N_good^2. Median: variance = pi/2 times the variance of
-    the mean (Gaussian asymptotic efficiency). Mean: all valid inputs. ``out``/``outvar`` are nan
-    and ``ngood`` 0 where nothing survives. Parallel over rows; no allocation per pixel.
+    ``datas``/``variances``: typed lists of n float64 planes (ny_in, nx) read in place; ``masks``:
+    typed list of n bool planes, or (1, 1) dummies where ``has_mask[i]`` is False; ``scale`` (n,)
+    multiplies the values (variances by its square). An input is left out where it is masked or
+    its value or variance is not finite. Sigma clip: centre = median (``rule``), scale = 1.4826
+    MAD about it, reject |x - c| > sigma * scale (one pass), mean of the survivors, variance =
+    sum of their variances / N_good^2. Median: variance = pi/2 times the variance of the mean
+    (Gaussian asymptotic efficiency). Mean: all valid inputs. ``net``: ``sorting_network(n)``.
+    Outputs (ny, nx): ``out``/``outvar`` float64 (nan where nothing survives), ``ngood`` int16,
+    ``flags`` uint16 (NO_WEIGHT where nothing survives) and ``mask`` bool (same pixels);
+    ``row_min``/``row_max`` (ny,) int64: N_good extremes per row. Parallel over ``nchunks``
+    chunks of rows, each with its own row scratch (2 x n x nx float64).
     """
-    k, nx, n = slab.shape
-    for r in prange(k):
-        y = y0 + r
-        vals = np.empty(n)
-        vv = np.empty(n)
-        srt = np.empty(n)
-        for x in range(nx):
-            m = 0
+    n = len(datas)
+    nx = out.shape[1]
+    nb = (nx + _BLOCK - 1) // _BLOCK
+    factor = sigma * _MAD_TO_SIGMA
+    per = (nrows + nchunks - 1) // nchunks
+    for ch in prange(nchunks):
+        # padding columns of the last block stay +inf (invalid): computed, never written
+        vals = np.full((nb, n, _BLOCK), np.inf)
+        vvals = np.zeros((nb, n, _BLOCK))
+        w = np.empty((n, _BLOCK))
+        cnt = np.empty(_BLOCK)
+        centre = np.empty(_BLOCK)
+        thresh = np.empty(_BLOCK)
+        s = np.empty(_BLOCK)
+        sv = np.empty(_BLOCK)
+        for r in range(ch * per, min(nrows, (ch + 1) * per)):
+            yi = y_in0 + r
+            yo = y_out0 + r
             for i in range(n):
-                d = slab[r, x, i]
-                if np.isfinite(d):
-                    vals[m] = d
-                    vv[m] = vslab[r, x, i]
-                    m += 1
-            if m == 0:
-                out[y, x] = np.nan
-                outvar[y, x] = np.nan
-                ngood[y, x] = 0
-                continue
-            if method == METHOD_MEAN:
-                s = 0.0
-                sv = 0.0
-                for i in range(m):
-                    s += vals[i]
-                    sv += vv[i]
-                out[y, x] = s / m
-                outvar[y, x] = sv / (m * m)
-                ngood[y, x] = m
-                continue
-            for i in range(m):
-                srt[i] = vals[i]
-            _insertion_sort(srt, m)
-            centre = _median_sorted(srt, m, rule)
-            if method == METHOD_MEDIAN:
-                sv = 0.0
-                for i in range(m):
-                    sv += vv[i]
-                out[y, x] = centre
-                outvar[y, x] = 0.5 * np.pi * sv / (m * m)
-                ngood[y, x] = m
-                continue
-            thresh = sigma * _MAD_TO_SIGMA * _mad_sorted(srt, m, centre)
-            s = 0.0
-            sv = 0.0
-            g = 0
-            for i in range(m):
-                if abs(vals[i] - centre) <= thresh:
-                    s += vals[i]
-                    sv += vv[i]
-                    g += 1
-            ngood[y, x] = g
-            if g == 0:  # only possible with a nan threshold (sigma = nan)
-                out[y, x] = np.nan
-                outvar[y, x] = np.nan
-            else:
-                out[y, x] = s / g
-                outvar[y, x] = sv / (g * g)
+                ym = yi if has_mask[i] else 0
+                _load_row(datas[i][yi], variances[i][yi], masks[i][ym], has_mask[i], scale[i], vals, vvals, i)
+            gmin = 1 << 30
+            gmax = -1
+            for xb in range(nb):
+                x0 = xb * _BLOCK
+                x1 = min(nx, x0 + _BLOCK)
+                views = (
+                    out[yo, x0:x1],
+                    outvar[yo, x0:x1],
+                    ngood[yo, x0:x1],
+                    flags[yo, x0:x1],
+                    mask[yo, x0:x1],
+                )
+                lo, hi = _combine_block(
+                    vals[xb], vvals[xb], w, net, method, rule, factor, cnt, centre, thresh, s, sv, views
+                )
+                gmin = min(gmin, lo)
+                gmax = max(gmax, hi)
+            row_min[yo] = gmin
+            row_max[yo] = gmax
+
+
+def typed_list(arrays):
+    """A numba typed list of arrays (all of one dtype and dimension) for :func:`_stack_rows`."""
+    return List(arrays)
 
 
 def _warmup():
@@ -416,10 +632,24 @@ def _warmup():
         out = (np.empty((6, 6)), np.empty((6, 6)), np.empty((6, 6), np.uint16), np.empty((6, 6), np.bool_))
         masters = (one, False, one, False, no, False) * 2 + (no, False)
         _process(raw.astype(dtype), level, 0, 0, 1.0, 1.0, 25.0, 1.0, *masters, 1e5, 9e4, 9e4, 1, False, *out)
-    img = rng.normal(0.0, 1.0, (2, 2))
-    slab = np.empty((2, 2, 3))
-    vslab = np.empty((2, 2, 3))
-    for j in range(3):
-        _gather(slab, vslab, j, img, np.ones((2, 2)), np.zeros((1, 1), dtype=np.bool_), False, 0, 1.0)
-    out, outvar, ngood = np.empty((2, 2)), np.empty((2, 2)), np.empty((2, 2), np.int64)
-    _stack_slab(slab, vslab, 3.0, METHOD_CLIP, MEDIAN_EXACT, out, outvar, ngood, 0)
+    frames = [rng.normal(0.0, 1.0, (2, 3)) for _ in range(3)]
+    outs = (np.empty((2, 3)), np.empty((2, 3)), np.empty((2, 3), np.int16))
+    outs += (np.empty((2, 3), np.uint16), np.empty((2, 3), np.bool_))
+    _stack_rows(
+        typed_list(frames),
+        typed_list([np.ones((2, 3))] * 3),
+        typed_list([no] * 3),
+        np.zeros(3, dtype=np.bool_),
+        np.ones(3),
+        0,
+        2,
+        3.0,
+        METHOD_CLIP,
+        MEDIAN_EXACT,
+        sorting_network(3),
+        2,
+        *outs,
+        0,
+        np.empty(2, np.int64),
+        np.empty(2, np.int64),
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numba
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
@@ -23,7 +24,7 @@ from astropy.nddata import CCDData, NDData, VarianceUncertainty
 
 from .. import legacy as _legacy
 from ..errors import InvalidInputFileError, InvalidParameterError
-from ..flags import FLAG_DTYPE, Flag, flags_to_mask
+from ..flags import FLAG_DTYPE
 from ..provenance import record_provenance
 from . import _kernels
 
@@ -78,6 +79,10 @@ class _Source:
                     raise InvalidParameterError(msg)
             self.mask = None if item.mask is None else np.ascontiguousarray(item.mask, dtype=np.bool_)
             self.flags = getattr(item, "flags", None)
+            for what, arr in (("mask", self.mask), ("flags", self.flags)):
+                if arr is not None and np.shape(arr) != self.shape:
+                    msg = f"frames[{index}]: {what} shape {np.shape(arr)} != data shape {self.shape}"
+                    raise InvalidParameterError(msg)
             self.unit = item.unit if hasattr(item, "unit") else None
         else:
             msg = f"frames_or_paths[{index}]: expected a CCDData or a path, got {type(item).__name__}"
@@ -117,20 +122,18 @@ class _Source:
         self.flags = None
         self.unit = self.header.get("BUNIT")
 
-    def rows(self, y0, y1):
-        """(data, variance, mask or None, first row) holding rows y0:y1 (float64/bool, contiguous).
+    def read_rows(self, y0, y1, data, var, mask):
+        """Read rows y0:y1 of a file into the (y1 - y0, nx) buffers (float64, float64, bool).
 
-        In memory the whole planes are returned with first row y0 (no copy); from a file only
-        rows y0:y1 are read, with first row 0.
+        ``mask`` is None when the file has no MASK extension. Values are converted to float64
+        before the standard deviation is squared (as a float64 variance would be).
         """
-        if self.hdul is None:
-            return self.data, self.var, self.mask, y0
-        d = np.ascontiguousarray(self._data_hdu.section[y0:y1], dtype=np.float64)
-        v = np.ascontiguousarray(self._var_hdu.section[y0:y1], dtype=np.float64)
+        np.copyto(data, self._data_hdu.section[y0:y1], casting="unsafe")
+        np.copyto(var, self._var_hdu.section[y0:y1], casting="unsafe")
         if self._var_is_std:
-            v = v * v
-        m = None if self._mask_hdu is None else np.ascontiguousarray(self._mask_hdu.section[y0:y1]) != 0
-        return d, v, m, 0
+            np.multiply(var, var, out=var)
+        if mask is not None:
+            np.not_equal(self._mask_hdu.section[y0:y1], 0, out=mask)
 
     def close(self):
         if self.hdul is not None:
@@ -157,6 +160,9 @@ def _check(sources, obstype, min_frames, method):
                 "so process frames with nres.calib.process_ccd first"
             )
             raise InvalidParameterError(msg)
+    if len(sources) > np.iinfo(np.int16).max:
+        msg = f"frames_or_paths: {len(sources)} frames given, at most 32767 (N_good is int16)"
+        raise InvalidParameterError(msg)
     if obstype is None:
         obstype = first.header.get("OBSTYPE")
     obstype = None if obstype is None else str(obstype).strip().upper()
@@ -246,7 +252,7 @@ def stack(
         for i, item in enumerate(items):
             sources.append(_Source(item, i))
         obstype, scale = _check(sources, obstype, min_frames, method)
-        data, var, ngood = _combine(
+        data, var, ngood, flags, mask, ngood_min, ngood_max = _combine(
             sources,
             scale,
             float(sigma),
@@ -257,17 +263,16 @@ def stack(
     finally:
         for s in sources:
             s.close()
-    flags = np.zeros(data.shape, dtype=FLAG_DTYPE)
-    none = ngood == 0
-    if none.any():
-        flags[none] = FLAG_DTYPE(Flag.NO_WEIGHT)
+    if ngood_min == 0 and any(s.flags is not None for s in sources):
+        # rare: OR the inputs' reasons into the pixels where no input survived (already masked)
+        none = ngood == 0
         for s in sources:
             if s.flags is not None:
                 flags[none] |= np.asarray(s.flags, dtype=FLAG_DTYPE)[none]
     meta = sources[0].header.copy()
     meta["NCOMBINE"] = len(sources)
-    meta["NGOODMIN"] = int(ngood.min())
-    meta["NGOODMAX"] = int(ngood.max())
+    meta["NGOODMIN"] = ngood_min
+    meta["NGOODMAX"] = ngood_max
     unit = sources[0].unit
     if obstype == "DARK":
         meta["EXPTIME"] = 1.0
@@ -286,38 +291,83 @@ def stack(
         data,
         unit=unit if unit is not None else u.electron,
         uncertainty=VarianceUncertainty(var),
-        mask=flags_to_mask(flags),
+        mask=mask,  # = flags_to_mask(flags): only NO_WEIGHT pixels are flagged (tested)
         flags=flags,
         meta=meta,
     )
     if return_ngood:
-        return out, ngood.astype(np.int16)
+        return out, ngood
     return out
 
 
 def _combine(sources, scale, sigma, method, rule, max_slab_bytes):
-    """Row slabs: each input is gathered into a pixel-major (rows, nx, n) slab, then combined.
+    """Run the stack kernel; returns (data, var, ngood int16, flags, mask, N_good min, max).
 
-    The slab keeps a pixel's n values adjacent (cache-friendly) and is small enough to stay in
-    cache; the kernels write straight into the output planes.
+    In memory: one parallel pass over every row, reading the frames in place. From files: the
+    inputs are read in row slabs into (n, rows, nx) buffers (at most ``max_slab_bytes``) and the
+    same kernel combines each slab.
     """
     n = len(sources)
     ny, nx = sources[0].shape
-    # bytes per row of the slab: data + variance (float64)
-    rows = max(1, min(ny, max_slab_bytes // (n * nx * 16)))
-    data = np.empty((ny, nx))
-    var = np.empty((ny, nx))
-    ngood = np.empty((ny, nx), dtype=np.int64)
-    slab = np.empty((rows, nx, n))
-    vslab = np.empty((rows, nx, n))
+    # outputs allocated here, not in the kernel: numpy gets huge pages for large arrays
+    outputs = (
+        np.empty((ny, nx)),
+        np.empty((ny, nx)),
+        np.empty((ny, nx), dtype=np.int16),
+        np.empty((ny, nx), dtype=FLAG_DTYPE),
+        np.empty((ny, nx), dtype=np.bool_),
+    )
+    row_min = np.empty(ny, dtype=np.int64)
+    row_max = np.empty(ny, dtype=np.int64)
+    net = _kernels.sorting_network(n)
+    scale = np.ascontiguousarray(scale, dtype=np.float64)
+    threads = numba.get_num_threads()
     no_mask = np.zeros((1, 1), dtype=np.bool_)
-    for y0 in range(0, ny, rows):
-        y1 = min(ny, y0 + rows)
-        k = y1 - y0
-        s, vs = (slab, vslab) if k == rows else (slab[:k], vslab[:k])
-        for i, src in enumerate(sources):
-            d, v, m, start = src.rows(y0, y1)
-            has_mask = m is not None
-            _kernels._gather(s, vs, i, d, v, m if has_mask else no_mask, has_mask, start, float(scale[i]))
-        _kernels._stack_slab(s, vs, sigma, method, rule, data, var, ngood, y0)
-    return data, var, ngood
+    if sources[0].hdul is None:
+        has_mask = np.array([s.mask is not None for s in sources])
+        lists = (
+            _kernels.typed_list([s.data for s in sources]),
+            _kernels.typed_list([s.var for s in sources]),
+            _kernels.typed_list([no_mask if s.mask is None else s.mask for s in sources]),
+        )
+        # a few chunks per thread: the row scratch is allocated once per chunk
+        chunks = max(1, min(ny, 4 * threads))
+        _kernels._stack_rows(
+            *lists, has_mask, scale, 0, ny, sigma, method, rule, net, chunks, *outputs, 0, row_min, row_max
+        )
+    else:
+        has_mask = np.array([s.mask is not None for s in sources])
+        any_mask = bool(has_mask.any())
+        # bytes per row of the buffers: data + variance (float64) and the mask (bool) if any
+        rows = max(1, min(ny, max_slab_bytes // (n * nx * (17 if any_mask else 16))))
+        dbuf = np.empty((n, rows, nx))
+        vbuf = np.empty((n, rows, nx))
+        mbuf = np.empty((n, rows, nx), dtype=np.bool_) if any_mask else None
+        lists = (
+            _kernels.typed_list(list(dbuf)),
+            _kernels.typed_list(list(vbuf)),
+            _kernels.typed_list([mbuf[i] if has_mask[i] else no_mask for i in range(n)]),
+        )
+        for y0 in range(0, ny, rows):
+            y1 = min(ny, y0 + rows)
+            k = y1 - y0
+            for i, src in enumerate(sources):
+                src.read_rows(y0, y1, dbuf[i, :k], vbuf[i, :k], mbuf[i, :k] if has_mask[i] else None)
+            chunks = max(1, min(k, threads))
+            _kernels._stack_rows(
+                *lists,
+                has_mask,
+                scale,
+                0,
+                k,
+                sigma,
+                method,
+                rule,
+                net,
+                chunks,
+                *outputs,
+                y0,
+                row_min,
+                row_max,
+            )
+    return (*outputs, int(row_min.min()), int(row_max.max()))
