@@ -1,6 +1,7 @@
 """Parallel kernels give the same answer whatever the number of numba threads, and the public
 functions can run concurrently from Python threads (kernels are nogil and share no state)."""
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -39,7 +40,13 @@ def two_threads():
     set_num_threads(previous)
 
 
-def test_stack_independent_of_thread_count(two_threads):
+@pytest.fixture
+def parallel_stack(monkeypatch):
+    """Small test stacks take the parallel kernel (not the serial one meant for small work)."""
+    monkeypatch.setattr(sys.modules["nres.calib.stack"], "_SERIAL_MAX_VALUES", 0)
+
+
+def test_stack_independent_of_thread_count(two_threads, parallel_stack):
     frames = _frames()
     two = calib.stack(frames)
     set_num_threads(1)
@@ -48,7 +55,7 @@ def test_stack_independent_of_thread_count(two_threads):
     np.testing.assert_array_equal(one.uncertainty.array, two.uncertainty.array)
 
 
-def test_stack_from_python_threads_gives_identical_results():
+def test_stack_from_python_threads_gives_identical_results(parallel_stack):
     sets = [_frames(seed=s) for s in range(4)]
     serial = [calib.stack(f).data for f in sets]
     with ThreadPoolExecutor(max_workers=4) as pool:

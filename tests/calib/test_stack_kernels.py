@@ -6,6 +6,7 @@ the results identical to the previous (gather + insertion-sort) implementation.
 """
 
 import itertools
+from functools import partial
 
 import numpy as np
 import pytest
@@ -72,54 +73,54 @@ def _outputs(ny, nx):
     )
 
 
-def run_in_place(cube, var, masks, scale, sigma, method, rule, chunks=3):
+def _call(kernel, inputs, y_in0, nrows, sigma, method, rule, chunks, outs, y_out0):
+    ny = outs[0].shape[0]
+    rmin, rmax = np.full(ny, -5, np.int64), np.full(ny, -5, np.int64)
+    n = len(inputs[0])
+    args = (inputs, y_in0, nrows, sigma, method, rule, K.sorting_network(n), chunks)
+    kernel(*args, (*outs, rmin, rmax), y_out0)
+    return rmin, rmax
+
+
+def run_in_place(cube, var, masks, scale, sigma, method, rule, *, kernel=K._stack_rows, chunks=3):
     """One call over all rows, reading the planes in place (the in-memory path of stack)."""
     n, ny, nx = cube.shape
     no = np.zeros((1, 1), bool)
-    outs = _outputs(ny, nx)
-    rmin, rmax = np.empty(ny, np.int64), np.empty(ny, np.int64)
-    K._stack_rows(
+    inputs = (
         K.typed_list(list(cube)),
         K.typed_list(list(var)),
         K.typed_list([no if m is None else m for m in masks]),
         np.array([m is not None for m in masks]),
         scale,
-        0,
-        ny,
-        sigma,
-        method,
-        rule,
-        K.sorting_network(n),
-        chunks,
-        *outs,
-        0,
-        rmin,
-        rmax,
     )
+    outs = _outputs(ny, nx)
+    rmin, rmax = _call(kernel, inputs, 0, ny, sigma, method, rule, chunks, outs, 0)
     return outs, rmin, rmax
 
 
-def run_slabs(cube, var, masks, scale, sigma, method, rule, rows=2):
+def run_slabs(cube, var, masks, scale, sigma, method, rule, *, kernel=K._stack_rows_serial, rows=2):
     """Row slabs copied into (n, rows, nx) buffers, one call each (the path route of stack)."""
     n, ny, nx = cube.shape
     dbuf, vbuf, mbuf = np.empty((n, rows, nx)), np.empty((n, rows, nx)), np.empty((n, rows, nx), bool)
     no = np.zeros((1, 1), bool)
     has = np.array([m is not None for m in masks])
-    lists = (
+    inputs = (
         K.typed_list(list(dbuf)),
         K.typed_list(list(vbuf)),
         K.typed_list([mbuf[i] if has[i] else no for i in range(n)]),
+        has,
+        scale,
     )
     outs = _outputs(ny, nx)
     rmin, rmax = np.empty(ny, np.int64), np.empty(ny, np.int64)
-    net = K.sorting_network(n)
     for y0 in range(0, ny, rows):
         k = min(rows, ny - y0)
         dbuf[:] = np.nan  # rows beyond k of a partial slab must not be read
         dbuf[:, :k], vbuf[:, :k] = cube[:, y0 : y0 + k], var[:, y0 : y0 + k]
         for i in np.flatnonzero(has):
             mbuf[i, :k] = masks[i][y0 : y0 + k]
-        K._stack_rows(*lists, has, scale, 0, k, sigma, method, rule, net, 2, *outs, y0, rmin, rmax)
+        lo, hi = _call(kernel, inputs, 0, k, sigma, method, rule, 2, outs, y0)
+        rmin[y0 : y0 + k], rmax[y0 : y0 + k] = lo[y0 : y0 + k], hi[y0 : y0 + k]
     return outs, rmin, rmax
 
 
@@ -161,7 +162,9 @@ _METHODS += [(K.METHOD_MEDIAN, K.MEDIAN_IDL), (K.METHOD_MEAN, K.MEDIAN_EXACT)]
 def test_stack_rows_equals_twin_bit_for_bit(n, method, rule):
     cube, var, masks, scale, valid = _case(n, seed=100 * n + 10 * method + rule)
     ref = stack_twin(cube, var, valid, scale, 3.0, method, rule)
-    for run in (run_in_place, run_slabs):
+    runs = [partial(run_in_place, kernel=K._stack_rows), partial(run_in_place, kernel=K._stack_rows_serial)]
+    runs += [partial(run_slabs, kernel=K._stack_rows), partial(run_slabs, kernel=K._stack_rows_serial)]
+    for run in runs:
         got, rmin, rmax = run(cube, var, masks, scale, 3.0, method, rule)
         for g, r in zip(got, ref, strict=True):
             np.testing.assert_array_equal(g, r)
@@ -176,10 +179,13 @@ def test_stack_rows_equals_twin_bit_for_bit(n, method, rule):
 def test_stack_rows_nan_threshold_keeps_nothing():
     cube, var, masks, scale, valid = _case(5, seed=1)
     ref = stack_twin(cube, var, valid, scale, np.nan, K.METHOD_CLIP, K.MEDIAN_EXACT)
-    got, _, _ = run_in_place(cube, var, masks, scale, np.nan, K.METHOD_CLIP, K.MEDIAN_EXACT)
     assert not ref[2].any()
-    for g, r in zip(got, ref, strict=True):
-        np.testing.assert_array_equal(g, r)
+    for kernel in (K._stack_rows, K._stack_rows_serial):
+        got, _, _ = run_in_place(
+            cube, var, masks, scale, np.nan, K.METHOD_CLIP, K.MEDIAN_EXACT, kernel=kernel
+        )
+        for g, r in zip(got, ref, strict=True):
+            np.testing.assert_array_equal(g, r)
 
 
 @pytest.mark.parametrize("chunks", [1, 2, 5])

@@ -535,83 +535,74 @@ def _combine_block(vb, vvb, w, net, method, rule, factor, cnt, centre, thresh, s
     return _write_block(method, centre, s, sv, cnt, out, outvar, ngood, flags, mask)
 
 
-@njit_parallel
-def _stack_rows(
-    datas,
-    variances,
-    masks,
-    has_mask,
-    scale,
-    y_in0,
-    nrows,
-    sigma,
-    method,
-    rule,
-    net,
-    nchunks,
-    out,
-    outvar,
-    ngood,
-    flags,
-    mask,
-    y_out0,
-    row_min,
-    row_max,
-):
-    """Combine input rows y_in0:y_in0+nrows of n frames into output rows y_out0:y_out0+nrows.
-
-    ``datas``/``variances``: typed lists of n float64 planes (ny_in, nx) read in place; ``masks``:
-    typed list of n bool planes, or (1, 1) dummies where ``has_mask[i]`` is False; ``scale`` (n,)
-    multiplies the values (variances by its square). An input is left out where it is masked or
-    its value or variance is not finite. Sigma clip: centre = median (``rule``), scale = 1.4826
-    MAD about it, reject |x - c| > sigma * scale (one pass), mean of the survivors, variance =
-    sum of their variances / N_good^2. Median: variance = pi/2 times the variance of the mean
-    (Gaussian asymptotic efficiency). Mean: all valid inputs. ``net``: ``sorting_network(n)``.
-    Outputs (ny, nx): ``out``/``outvar`` float64 (nan where nothing survives), ``ngood`` int16,
-    ``flags`` uint16 (NO_WEIGHT where nothing survives) and ``mask`` bool (same pixels);
-    ``row_min``/``row_max`` (ny,) int64: N_good extremes per row. Parallel over ``nchunks``
-    chunks of rows, each with its own row scratch (2 x n x nx float64).
-    """
+@njit
+def _stack_chunk(inputs, y_in0, r0, r1, factor, method, rule, net, outputs, y_out0):
+    """Rows r0:r1 of :func:`_stack_rows` (inputs and outputs as its tuples), with one scratch."""
+    datas, variances, masks, has_mask, scale = inputs
+    out, outvar, ngood, flags, mask, row_min, row_max = outputs
     n = len(datas)
     nx = out.shape[1]
     nb = (nx + _BLOCK - 1) // _BLOCK
+    # padding columns of the last block stay +inf (invalid): computed, never written
+    vals = np.full((nb, n, _BLOCK), np.inf)
+    vvals = np.zeros((nb, n, _BLOCK))
+    w = np.empty((n, _BLOCK))
+    cnt = np.empty(_BLOCK)
+    centre = np.empty(_BLOCK)
+    thresh = np.empty(_BLOCK)
+    s = np.empty(_BLOCK)
+    sv = np.empty(_BLOCK)
+    for r in range(r0, r1):
+        yi = y_in0 + r
+        yo = y_out0 + r
+        for i in range(n):
+            ym = yi if has_mask[i] else 0
+            _load_row(datas[i][yi], variances[i][yi], masks[i][ym], has_mask[i], scale[i], vals, vvals, i)
+        gmin = 1 << 30
+        gmax = -1
+        for xb in range(nb):
+            x0 = xb * _BLOCK
+            x1 = min(nx, x0 + _BLOCK)
+            views = (out[yo, x0:x1], outvar[yo, x0:x1], ngood[yo, x0:x1], flags[yo, x0:x1], mask[yo, x0:x1])
+            lo, hi = _combine_block(
+                vals[xb], vvals[xb], w, net, method, rule, factor, cnt, centre, thresh, s, sv, views
+            )
+            gmin = min(gmin, lo)
+            gmax = max(gmax, hi)
+        row_min[yo] = gmin
+        row_max[yo] = gmax
+
+
+@njit_parallel
+def _stack_rows(inputs, y_in0, nrows, sigma, method, rule, net, nchunks, outputs, y_out0):
+    """Combine input rows y_in0:y_in0+nrows of n frames into output rows y_out0:y_out0+nrows.
+
+    ``inputs = (datas, variances, masks, has_mask, scale)``: typed lists of n float64 planes
+    (ny_in, nx) read in place, a typed list of n bool planes or (1, 1) dummies where
+    ``has_mask[i]`` (n,) is False, and ``scale`` (n,) that multiplies the values (variances by
+    its square). An input is left out where it is masked or its value or variance is not
+    finite. Sigma clip: centre = median (``rule``), scale = 1.4826 MAD about it, reject
+    |x - c| > sigma * scale (one pass), mean of the survivors, variance = sum of their
+    variances / N_good^2. Median: variance = pi/2 times the variance of the mean (Gaussian
+    asymptotic efficiency). Mean: all valid inputs. ``net``: ``sorting_network(n)``.
+    ``outputs = (out, outvar, ngood, flags, mask, row_min, row_max)``: (ny, nx) float64 (nan
+    where nothing survives), float64, int16, uint16 (NO_WEIGHT where nothing survives), bool
+    (same pixels), and (ny,) int64 N_good extremes per row. Parallel over ``nchunks`` chunks of
+    rows, each with its own row scratch (2 x n x nx float64).
+    """
     factor = sigma * _MAD_TO_SIGMA
     per = (nrows + nchunks - 1) // nchunks
     for ch in prange(nchunks):
-        # padding columns of the last block stay +inf (invalid): computed, never written
-        vals = np.full((nb, n, _BLOCK), np.inf)
-        vvals = np.zeros((nb, n, _BLOCK))
-        w = np.empty((n, _BLOCK))
-        cnt = np.empty(_BLOCK)
-        centre = np.empty(_BLOCK)
-        thresh = np.empty(_BLOCK)
-        s = np.empty(_BLOCK)
-        sv = np.empty(_BLOCK)
-        for r in range(ch * per, min(nrows, (ch + 1) * per)):
-            yi = y_in0 + r
-            yo = y_out0 + r
-            for i in range(n):
-                ym = yi if has_mask[i] else 0
-                _load_row(datas[i][yi], variances[i][yi], masks[i][ym], has_mask[i], scale[i], vals, vvals, i)
-            gmin = 1 << 30
-            gmax = -1
-            for xb in range(nb):
-                x0 = xb * _BLOCK
-                x1 = min(nx, x0 + _BLOCK)
-                views = (
-                    out[yo, x0:x1],
-                    outvar[yo, x0:x1],
-                    ngood[yo, x0:x1],
-                    flags[yo, x0:x1],
-                    mask[yo, x0:x1],
-                )
-                lo, hi = _combine_block(
-                    vals[xb], vvals[xb], w, net, method, rule, factor, cnt, centre, thresh, s, sv, views
-                )
-                gmin = min(gmin, lo)
-                gmax = max(gmax, hi)
-            row_min[yo] = gmin
-            row_max[yo] = gmax
+        r1 = min(nrows, (ch + 1) * per)
+        _stack_chunk(inputs, y_in0, ch * per, r1, factor, method, rule, net, outputs, y_out0)
+
+
+@njit
+def _stack_rows_serial(inputs, y_in0, nrows, sigma, method, rule, net, nchunks, outputs, y_out0):
+    """:func:`_stack_rows` on the calling thread (``nchunks`` ignored): for small stacks, where
+    waking the worker threads costs more than the work (milliseconds on a loaded machine)."""
+    factor = sigma * _MAD_TO_SIGMA
+    _stack_chunk(inputs, y_in0, 0, nrows, factor, method, rule, net, outputs, y_out0)
 
 
 def typed_list(arrays):
@@ -633,23 +624,15 @@ def _warmup():
         masters = (one, False, one, False, no, False) * 2 + (no, False)
         _process(raw.astype(dtype), level, 0, 0, 1.0, 1.0, 25.0, 1.0, *masters, 1e5, 9e4, 9e4, 1, False, *out)
     frames = [rng.normal(0.0, 1.0, (2, 3)) for _ in range(3)]
-    outs = (np.empty((2, 3)), np.empty((2, 3)), np.empty((2, 3), np.int16))
-    outs += (np.empty((2, 3), np.uint16), np.empty((2, 3), np.bool_))
-    _stack_rows(
+    inputs = (
         typed_list(frames),
         typed_list([np.ones((2, 3))] * 3),
         typed_list([no] * 3),
         np.zeros(3, dtype=np.bool_),
         np.ones(3),
-        0,
-        2,
-        3.0,
-        METHOD_CLIP,
-        MEDIAN_EXACT,
-        sorting_network(3),
-        2,
-        *outs,
-        0,
-        np.empty(2, np.int64),
-        np.empty(2, np.int64),
     )
+    for kernel in (_stack_rows, _stack_rows_serial):
+        outs = (np.empty((2, 3)), np.empty((2, 3)), np.empty((2, 3), np.int16))
+        outs += (np.empty((2, 3), np.uint16), np.empty((2, 3), np.bool_))
+        outs += (np.empty(2, np.int64), np.empty(2, np.int64))
+        kernel(inputs, 0, 2, 3.0, METHOD_CLIP, MEDIAN_EXACT, sorting_network(3), 2, outs, 0)
