@@ -87,3 +87,42 @@ def test_bad_options(scene):
     tr, bkg, _, clean, _ = scene
     with pytest.raises(InvalidParameterError):
         fit_scattered_light(to_frame(clean, read_noise=RN, x0=X0), tr, x_bin=0)
+
+
+def _inter_order_mask_twin(ny, centers, half):
+    """Numpy reference of the kernel: the dense comparison, one full-frame pass per trace."""
+    rows = np.arange(ny)[:, None]
+    far = np.ones((ny, centers.shape[1]), dtype=bool)
+    for c in centers:
+        ok = np.isfinite(c)
+        far[:, ok] &= np.abs(rows - c[None, ok]) > half
+    return far
+
+
+def test_inter_order_mask_kernel_matches_twin():
+    from nres.extract._extract_kernels import _inter_order_mask
+
+    rng = np.random.default_rng(5)
+    ny, nx = 120, 64
+    cen = rng.uniform(-10.0, ny + 10.0, (9, nx))
+    cen[2, 5:20] = np.nan  # outside a trace's x range
+    cen[3, :4] = np.inf
+    cen[4] = np.round(cen[4]) + 4.5  # rows exactly at +-half: the comparison is strict
+    for half in (0.0, 4.5, 7.25):
+        got = _inter_order_mask(ny, np.ascontiguousarray(cen), half)
+        np.testing.assert_array_equal(got, _inter_order_mask_twin(ny, cen, half))  # exact: same test
+
+
+def test_inter_order_mask_known_rows(scene):
+    # trace centres at known rows: the excluded band is exactly the rows within half of each centre
+    tr = scene[0]
+    frame_meta = to_frame(np.zeros((NY, NX)), read_noise=RN, x0=X0).meta
+    far = inter_order_mask((NY, NX), tr, frame_meta, margin=1.0)
+    x = np.arange(NX) + X0
+    cen = tr.center(x)
+    half = 0.5 * tr.box_height + 1.0
+    for col in (0, NX // 2, NX - 1):
+        near = np.zeros(NY, bool)
+        for c in cen[:, col]:
+            near |= np.abs(np.arange(NY) - c) <= half
+        np.testing.assert_array_equal(far[:, col], ~near)

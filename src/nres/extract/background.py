@@ -15,22 +15,35 @@ from scipy.interpolate import make_lsq_spline
 
 from ..errors import FitError, InvalidParameterError
 from ..provenance import record_provenance
+from ._extract_kernels import _inter_order_mask
 from .profiles import _frame_arrays, _window_centers
 
 __all__ = ["fit_scattered_light", "subtract_scattered_light", "inter_order_mask"]
 
 
 def inter_order_mask(shape, traces, meta=None, *, margin=2.0):
-    """Boolean (ny, nx): True where a pixel is farther than box_height/2 + margin from every trace."""
-    ny, nx = shape
+    """Pixels between the traces.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (ny, nx) of the (window) frame.
+    traces : Traces
+        Traces in full-detector coordinates.
+    meta : dict-like, optional
+        Frame header giving the window origin.
+    margin : float
+        Extra distance (px) beyond ``box_height / 2``.
+
+    Returns
+    -------
+    ndarray of bool, shape (ny, nx)
+        True where a pixel is farther than ``box_height / 2 + margin`` from every trace centre.
+    """
+    ny, _ = shape
     cen, _ = _window_centers(traces, shape, meta)
-    rows = np.arange(ny)[:, None]
-    far = np.ones(shape, dtype=bool)
-    h = 0.5 * traces.box_height + float(margin)
-    for c in cen:
-        ok = np.isfinite(c)
-        far[:, ok] &= np.abs(rows - c[None, ok]) > h
-    return far
+    h = 0.5 * float(traces.box_height) + float(margin)
+    return _inter_order_mask(int(ny), np.ascontiguousarray(cen, dtype=np.float64), h)
 
 
 def _spline_fit(x, y, w, spacing, x_eval):
