@@ -305,6 +305,41 @@ def _pack(arrays):
     return flat, start
 
 
+#: Residuals of the starting CCF are capped at this many robust sigmas (see _template_start).
+_RESIDUAL_CAP = 10.0
+#: An order agrees with the consensus peak of the starting CCF when its own peak is within this many
+#: 2 km/s grid steps (6 km/s: a few line widths, more than an order's peak scatters at S/N ~ 10).
+_AGREE_STEPS = 3
+
+
+def _robust_scale(values):
+    """1.4826 x the median absolute deviation (a Gaussian sigma robust to lines and spikes); 1 if 0."""
+    if values.size == 0:
+        return 1.0
+    mad = 1.4826 * float(np.median(np.abs(values - np.median(values))))
+    return mad if mad > 0 else max(float(np.max(np.abs(values))), 1.0)
+
+
+def _consensus(per_order, *, max_offset):
+    """Robust combination of per-order CCFs on one shift grid, shape (n_orders, n_shifts).
+
+    Each order's CCF is normalised (minus its median, over its robust scale) so that no single
+    order -- a bright one at a wrong velocity, or one whose continuum misfits -- decides the peak;
+    the normalised CCFs are summed. Returns (the summed normalised CCF, a boolean per order: its
+    own peak is within ``max_offset`` grid steps of the sum's peak; all True if none is).
+    """
+    per_order = np.asarray(per_order, dtype=np.float64)
+    med = np.median(per_order, axis=1, keepdims=True)
+    scale = np.array([_robust_scale(row) for row in per_order])[:, None]
+    normed = (per_order - med) / scale
+    total = normed.sum(axis=0)
+    peak = int(np.argmax(total))
+    agree = np.abs(np.argmax(normed, axis=1) - peak) <= max_offset
+    if not agree.any():
+        agree[:] = True
+    return total, agree
+
+
 def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_orders=12):
     """Global starting shift s0 from a template CCF over v_range on up to ``coarse_orders`` orders;
     returns (s0, diagnostic shift grid of +-3 FWHM around s0, the CCF on it)."""
@@ -320,6 +355,9 @@ def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_
     for k in pick:
         cont = _continuum(data[k], good[k], degree, stride=4)
         y = np.where(good[k], (data[k] / cont - 1.0) * cont**2 / var[k], 0.0)
+        # cap the S/N-weighted residuals at 10 robust sigmas: a continuum that misfits a blaze edge
+        # where the variance is tiny (or a hot pixel) otherwise outweighs every line of the order
+        y = np.clip(y, -_RESIDUAL_CAP * _robust_scale(y[good[k]]), _RESIDUAL_CAP * _robust_scale(y[good[k]]))
         xs.append(x[k])
         ys.append(y)
         u0, tv = template.uniform(segs[k], h)
@@ -338,16 +376,24 @@ def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_
     # (a sqrt(3) lower CCF S/N) at a third of the cost; the fine grid uses every pixel
     xc, cstart = _pack([xx[::3] for xx in xs])
     yc, _ = _pack([yy[::3] for yy in ys])
-    ccf = _kernels.template_ccf(xc, yc, cstart, tf, tstart, tu0, h, shifts).sum(axis=0)
+    per_order = _kernels.template_ccf(xc, yc, cstart, tf, tstart, tu0, h, shifts)
+    ccf, agree = _consensus(per_order, max_offset=_AGREE_STEPS)
     s_peak = shifts[int(np.argmax(ccf))]
     fine = s_peak + np.arange(-40, 41) * np.log1p(100.0 / C_M_S)
+    # the fine grid and the diagnostic CCF sum (S/N-weighted) only the orders that agree on the peak
+    use = np.flatnonzero(agree)
+    xs, ys, tvals, tu0 = [xs[i] for i in use], [ys[i] for i in use], [tvals[i] for i in use], tu0[use]
+    xf, start = _pack(xs)
+    yf, _ = _pack(ys)
+    tf, tstart = _pack(tvals)
+    tu0 = np.ascontiguousarray(tu0)
     ccf_fine = _kernels.template_ccf(xf, yf, start, tf, tstart, tu0, h, fine).sum(axis=0)
     j = int(np.clip(np.argmax(ccf_fine), 1, fine.size - 2))
     ym, y0, yp = ccf_fine[j - 1 : j + 2]
     denom = ym - 2 * y0 + yp
     off = 0.5 * (ym - yp) / denom if denom < 0 else 0.0
     s0 = fine[j] + off * (fine[1] - fine[0])
-    norm = np.sqrt(np.sum(yf**2) * np.sum(tf**2)) / max(len(pick), 1)
+    norm = np.sqrt(np.sum(yf**2) * np.sum(tf**2)) / max(len(use), 1)
     # the reported (diagnostic) CCF spans +-3 FWHM so its Gaussian fit and bisector span see the wings:
     # the FWHM from the half-height crossings of the wide CCF above its median (clamped to 3-100 km/s)
     base = float(np.median(ccf))
