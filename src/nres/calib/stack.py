@@ -228,7 +228,8 @@ def stack(
     return_ngood : bool
         Also return the N_good plane.
     max_slab_bytes : int
-        Size of the working cube per row slab (bytes); bounds memory when reading paths.
+        Size of the row-slab buffers (bytes: N x rows x nx x 16, or 17 with masks) when
+        reading paths; bounds memory whatever the number of frames. Unused in memory.
 
     Returns
     -------

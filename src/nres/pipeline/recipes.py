@@ -90,12 +90,12 @@ def _process(path, calibrations, options, *, use=("BIAS", "DARK")):
     from ..calib import process_ccd
     from ..io import read_raw
     from .defects import flag_dead_columns
-    from .frames import read_frame
+    from .frames import read_master
 
     raw = read_raw(path)
     masters = {}
     for kind in use:
-        masters[kind.lower()] = read_frame(_need(calibrations, kind, path))
+        masters[kind.lower()] = read_master(_need(calibrations, kind, path))  # cached per worker
     frame = process_ccd(raw, **masters)
     n_dead = 0
     if options.get("dead_columns", True):
@@ -333,11 +333,13 @@ def reduce_target(path, calibrations, options):
             qc["bjd_tdb"] = float(bary.bjd_tdb.tdb.jd)
         qc["barycentric_method"] = how
         qc["rv_template"] = template_name
-    out2d = write_frame(frame, product_path(path, "2d", out_dir))
+    # the processed 2-D frame is optional (write_2d=False saves ~1 s per full frame)
+    write_2d = options.get("write_2d", True)
+    out2d = write_frame(frame, product_path(path, "2d", out_dir)) if write_2d else None
     out1d = write_spectrum_1d(
         product_path(path, "1d", out_dir), spec, rv=rv, template_name=template_name, qc=_scalars(qc)
     )
-    products = [out2d, out1d]
+    products = [p for p in (out2d, out1d) if p is not None]
     if options.get("plot", True):
         from .plots import summary_figure
 
