@@ -2,7 +2,10 @@
 
 Order (the original's muncha and BANZAI's stage lists): BIAS -> master bias; DARK -> master dark;
 LAMPFLAT -> master flat per fiber state with its traces, profiles and blaze; DOUBLE -> one
-wavelength solution per arc; TARGET -> spectra and RVs. Frames of one stage run in parallel on the
+wavelength solution per arc, then a TRIPLE (:func:`make_triple`: the DOUBLEs of both fiber pairs
+combined) when both pairs have arcs; TARGET -> spectra and RVs, each with the TRIPLE (else its
+DOUBLE) corrected for the drift measured on its simultaneous ThAr, and the star's best ZERO
+template when the database has one (:func:`extra_calibrations`). Frames of one stage run in parallel on the
 executor (a local process pool, one numba thread per worker, by default; Dask through
 :func:`nres.pipeline.batch.dask_executor`); this driver alone writes the database. Unreadable
 files, unknown frame types and frames whose calibrations are missing are recorded as failures
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from ..errors import MissingCalibrationError
 
-__all__ = ["reduce_night", "NightResult"]
+__all__ = ["reduce_night", "NightResult", "make_triple", "extra_calibrations", "best_zero"]
 
 log = logging.getLogger("nres.pipeline.night")
 
@@ -60,6 +63,7 @@ def _tasks(db, items, function, options, result, stage):
             log.warning("%s failed: %s", path, reason)
             result.failures.append((path, reason))
             continue
+        calibrations = {**calibrations, **extra_calibrations(db, info)}
         tasks.append(Task(function, path, calibrations, options, frame_fields(info)))
         infos.append(info)
     return tasks, infos
@@ -77,6 +81,7 @@ def reduce_night(
     template=None,
     plot: bool = True,
     max_workers: int | None = None,
+    triple: bool = True,
     **options,
 ) -> NightResult:
     """Reduce a night of raw NRES files.
@@ -106,6 +111,9 @@ def reduce_night(
         Summary PNG per TARGET.
     max_workers : int, optional
         Workers of the default pool.
+    triple : bool
+        Combine the night's DOUBLEs of both fiber pairs into a TRIPLE (:func:`make_triple`) that
+        the TARGETs then use.
     **options
         Further recipe options (:func:`nres.pipeline.recipes.reduce_file`).
 
@@ -143,10 +151,107 @@ def reduce_night(
                 _masters(db, stage, pairs, items, out_dir, min_frames, force, result, stack_calibrations)
             else:
                 register_results(db, pairs)
+            if stage == "DOUBLE" and triple:
+                for (site, camera), group in _groups(items).items():
+                    start, end = _mjd_range(group)
+                    made = make_triple(db, site=site, camera=camera, start=start, end=end, out_dir=out_dir)
+                    result.masters += [made] if made else []
     finally:
         if own:
             executor.shutdown(wait=True, cancel_futures=True)
     return result
+
+
+def _groups(items):
+    groups = {}
+    for _, info in items:
+        groups.setdefault((info.site, info.camera), []).append((None, info))
+    return groups
+
+
+def best_zero(db, target):
+    """Path of the best ZERO template of ``target`` in ``db``, or None.
+
+    Among the star's templates (name normalised) not marked bad whose file exists: vetted
+    standards first, then the most frames, then the latest.
+    """
+    if not target:
+        return None
+    rows = [
+        r
+        for r in db.zeros_table(target=str(target))
+        if not bool(r["is_bad"]) and Path(str(r["path"])).exists()
+    ]
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: (bool(r["is_standard"]), int(r["nframes"]), float(r["mjd_obs"])))
+    return str(best["path"])
+
+
+def extra_calibrations(db, info) -> dict:
+    """Optional calibrations of a TARGET frame: ``TRIPLE`` (nearest in time, same instrument and
+    camera) and ``ZERO`` (:func:`best_zero` of the science fiber's star), when ``db`` has them."""
+    if info.obstype != "TARGET":
+        return {}
+    out = {}
+    try:
+        row = db.select_calibration(
+            "TRIPLE", mjd_obs=info.mjd_obs, instrument=info.instrument, camera=info.camera
+        )
+    except MissingCalibrationError:
+        pass  # no TRIPLE: the DOUBLE of the frame's fibers is the master
+    else:
+        out["TRIPLE"] = row["path"]
+    fiber = info.science_fiber
+    target = info.targets.get(fiber) if fiber is not None else None
+    zero = best_zero(db, getattr(target, "name", None))
+    if zero:
+        out["ZERO"] = zero
+    return out
+
+
+def make_triple(db, *, site, camera, start, end, out_dir):
+    """Combine the DOUBLE solutions of both fiber pairs in an MJD range into a TRIPLE and register it.
+
+    The DOUBLE calibrations of ``db`` (``site``, ``camera``, MJD ``start``..``end``, usable files)
+    of fiber states ``110`` and ``011`` go to :func:`nres.wavecal.combine_doubles`; the result is
+    written to ``out_dir`` and registered as a ``TRIPLE`` (fiber state ``111``).
+
+    Returns
+    -------
+    dict or None
+        The registered calibration row; None when one fiber pair has no DOUBLE, or the combination
+        fails (logged).
+    """
+    from ..errors import FitError, InvalidParameterError
+    from ..wavecal import WavelengthSolution, combine_doubles
+    from .products import master_calibration_name
+
+    table = db.calibrations_table(obstype="DOUBLE", site=site, camera=camera)
+    rows = [r for r in table if start <= float(r["mjd_obs"]) <= end and Path(str(r["path"])).exists()]
+    rows = [r for r in rows if not bool(r["is_bad"])] if "is_bad" in table.colnames else rows
+    states = {str(r["fiber_state"]) for r in rows}
+    if not {"110", "011"} <= states:
+        log.info("no TRIPLE for %s/%s: DOUBLEs of fiber states %s only", site, camera, sorted(states))
+        return None
+    rows = sorted(rows, key=lambda r: float(r["mjd_obs"]))
+    try:
+        triple = combine_doubles([WavelengthSolution.read(str(r["path"])) for r in rows])
+    except (FitError, InvalidParameterError) as err:
+        log.warning("no TRIPLE for %s/%s: %s", site, camera, err)
+        return None
+    first = rows[0]
+    day_obs = Path(str(first["path"])).name.split("-")[2]
+    name = master_calibration_name(
+        "TRIPLE", site=site, instrument=str(first["instrument"]), camera=str(camera), day_obs=day_obs
+    ).replace(".fits.fz", ".fits")
+    path = Path(os.fspath(out_dir)) / name
+    triple.write(path, overwrite=True)
+    return db.add_calibration(
+        "TRIPLE", path, site=site, instrument=str(first["instrument"]), camera=str(camera),
+        mjd_start=float(rows[0]["mjd_obs"]), mjd_end=float(rows[-1]["mjd_obs"]), fiber_state="111",
+        nframes=len(rows),
+    )  # fmt: skip
 
 
 def _masters(db, stage, pairs, items, out_dir, min_frames, force, result, stack_calibrations):

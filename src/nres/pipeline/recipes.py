@@ -14,17 +14,21 @@ LAMPFLAT   BIAS, DARK                                ``-2d.fits.fz``, ``-trace.f
                                                      profiles, blaze)
 DOUBLE     BIAS, DARK, TRACE (same fibers)           ``-2d.fits.fz``, ``-1d.fits`` (arc),
                                                      ``-wavesol.fits`` (WavelengthSolution)
-TARGET     BIAS, DARK, TRACE, DOUBLE (same fibers)   ``-2d.fits.fz``, ``-1d.fits`` (spectrum, RV,
-                                                     per-order RVs, CCF), ``-summary.png``
+TARGET     BIAS, DARK, TRACE, DOUBLE (same fibers);  ``-2d.fits.fz``, ``-1d.fits`` (spectrum, RV,
+           TRIPLE and ZERO when given                per-order RVs, CCF), ``-summary.png``
 ========== ========================================= =============================================
 
 Every processed frame gets its dead columns flagged (:mod:`nres.pipeline.defects`; no bad-pixel
 map exists for simulated nights). The QC dict of a calibration product carries
 ``qc["calibration"] = {"obstype", "path", "fiber_state"}`` so the driver can register it.
 
-Not yet in the TARGET recipe: drift correction from the simultaneous ThAr (``measure_drift``) and
-TRIPLE solutions (``combine_doubles``), which are being added to :mod:`nres.wavecal`; the DOUBLE of
-the frame's fiber pair is applied as it is.
+TARGET wavelengths: the master solution is the TRIPLE (``calibrations["TRIPLE"]``, DOUBLEs of both
+fiber pairs combined by :func:`nres.wavecal.combine_doubles`) when the driver found one, else the
+DOUBLE of the frame's fiber pair. The simultaneous ThAr of fiber 1 then measures the drift against
+that master (:func:`nres.wavecal.measure_drift`) and the drift-corrected solution gives the star
+fiber its wavelengths (option ``drift_correction``, default True; QC ``drift_px``, ``drift_m_s``).
+The RV reference is ``calibrations["ZERO"]`` (a ZERO template of the star chosen by the driver)
+when given, else ``options["template"]`` (:mod:`nres.pipeline.templates`).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ __all__ = [
     "trace_flat",
     "wavecal_error",
     "measure_rv",
+    "drift_correct",
 ]
 
 #: Calibrations each recipe needs (kind -> whether it must match the frame's fiber state).
@@ -285,21 +290,69 @@ def measure_rv(spec, reference, *, method, fiber, z_b, window=30.0):
     return rv
 
 
+def drift_correct(spec, master, *, fiber, enabled=True):
+    """Drift-corrected master solution of a TARGET frame and its QC.
+
+    The ThAr lines of fiber 1 in ``spec`` against ``master`` (:func:`nres.wavecal.measure_drift`),
+    carried to ``fiber``. Returns ``(solution, qc)``: the master with the drift applied
+    (:class:`~nres.wavecal.DriftCorrectedSolution`) and ``drift_px``, ``drift_err_px``,
+    ``drift_m_s``, ``drift_err_m_s`` (mean over the orders with lines; m/s positive: lines moved
+    to the red), ``drift_n_lines``. When ``enabled`` is False, or the drift cannot be measured
+    (``drift_skipped`` says why), ``master`` itself and ``drift_px`` None.
+    """
+    from ..errors import FitError
+    from ..wavecal import measure_drift
+
+    if not enabled:
+        return master, {"drift_px": None, "drift_m_s": None, "drift_skipped": "drift_correction=False"}
+    try:
+        drift = measure_drift(spec, master, fibers=sorted({1, int(fiber)}))
+    except (FitError, InvalidParameterError) as err:
+        return master, {"drift_px": None, "drift_m_s": None, "drift_skipped": f"{type(err).__name__}: {err}"}
+    row = drift.summary[np.asarray(drift.summary["fiber"]) == int(fiber)][0]
+    qc = {
+        "drift_px": float(row["shift_px"]),
+        "drift_err_px": float(row["shift_err_px"]),
+        "drift_m_s": float(row["velocity"].to_value(u.m / u.s)),
+        "drift_err_m_s": float(row["velocity_err"].to_value(u.m / u.s)),
+        "drift_n_lines": int(drift.qc["n_used"]),
+    }
+    return drift.corrected_solution(), qc
+
+
+def _reference(calibrations, options, *, name, spec, fiber):
+    """``(reference, method, description)``: the ZERO calibration if given, else the template option."""
+    from .templates import resolve_reference
+
+    zero = calibrations.get("ZERO")
+    if zero:
+        from ..rv import read_zero
+
+        return read_zero(zero), "template", f"ZERO {Path(zero).name}"
+    return resolve_reference(
+        options.get("template"), target_name=name, spec=spec, fiber=fiber,
+        mask_medium=options.get("mask_medium", "air"),
+    )  # fmt: skip
+
+
 def reduce_target(path, calibrations, options):
-    """TARGET: processed, extracted, blaze attached, wavelengths, RV of the science fiber."""
+    """TARGET: processed, extracted, blaze attached, drift-corrected wavelengths, RV of the science fiber."""
     out_dir = _out_dir(options)
     raw, frame, n_dead = _process(path, calibrations, options)
     from ..wavecal import WavelengthSolution, apply_solution
     from .frames import write_frame
     from .qc import rv_qc, snr_per_order, spectrum_qc
     from .spectrum1d import write_spectrum_1d
-    from .templates import resolve_reference
 
     fiber = raw.info.science_fiber
     if fiber is None or fiber not in raw.info.targets:
         raise InvalidParameterError(f"{Path(path).name}: TARGET frame without a science fiber target")
     spec = _extract(frame, _need(calibrations, "TRACE", path))
-    solution = WavelengthSolution.read(_need(calibrations, "DOUBLE", path))
+    master_path = calibrations.get("TRIPLE") or _need(calibrations, "DOUBLE", path)
+    master = WavelengthSolution.read(master_path)
+    solution, drift_qc = drift_correct(
+        spec, master, fiber=fiber, enabled=options.get("drift_correction", True)
+    )
     spec = apply_solution(spec, solution)
     name = raw.info.targets[fiber].name
     qc = _frame_qc(raw, frame, n_dead) | spectrum_qc(spec, fiber)
@@ -310,16 +363,13 @@ def reduce_target(path, calibrations, options):
         "exptime": raw.info.exptime,
     }
     qc["wavecal_rms_m_s"] = float(solution.qc.get("rms_m_s", float("nan")))
-    qc["drift_px"] = None  # drift from the simultaneous ThAr: follow-up (nres.wavecal.measure_drift)
+    qc["wavecal_master"] = "TRIPLE" if calibrations.get("TRIPLE") else "DOUBLE"
+    qc |= drift_qc
     rv = None
     template_name = ""
     try:
-        reference, method, template_name = resolve_reference(
-            options.get("template"),
-            target_name=name,
-            spec=spec,
-            fiber=fiber,
-            mask_medium=options.get("mask_medium", "air"),
+        reference, method, template_name = _reference(
+            calibrations, options, name=name, spec=spec, fiber=fiber
         )
     except MissingCalibrationError as err:
         qc["rv_skipped"] = str(err)
@@ -328,7 +378,7 @@ def reduce_target(path, calibrations, options):
         rv = measure_rv(spec, reference, method=method, fiber=fiber, z_b=float(bary.z))
         qc["rv_start"] = rv.meta["start"]
         qc |= rv_qc(rv)
-        qc["rv_err_wavecal_m_s"] = wavecal_error(solution, spec, rv, fiber)
+        qc["rv_err_wavecal_m_s"] = wavecal_error(master, spec, rv, fiber)
         if bary.bjd_tdb is not None:
             qc["bjd_tdb"] = float(bary.bjd_tdb.tdb.jd)
         qc["barycentric_method"] = how
@@ -421,6 +471,9 @@ def reduce_file(
             from .batch import TaskResult
 
             return TaskResult(path, file_checksum(path), "failed", reason=reason)
+        from .night import extra_calibrations
+
+        calibrations = {**calibrations, **extra_calibrations(db, info)}  # TRIPLE, ZERO if any
     task = Task(RECIPES[info.obstype], path, dict(calibrations), {**options, "out_dir": os.fspath(out_dir)},
                 frame_fields(info))  # fmt: skip
     with ThreadPoolExecutor(max_workers=1) as pool:
