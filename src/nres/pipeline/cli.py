@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reduce": ("nres.pipeline.cmd_reduce", "reduce raw files with the database's calibrations"),
     "night": ("nres.pipeline.cmd_night", "reduce a night of raw files (bias, dark, flats, arcs, targets)"),
     "stack": ("nres.pipeline.cmd_stack", "stack processed calibrations into masters"),
+    "nightly": ("nres.pipeline.cmd_nightly", "nightly job: stack a night's masters, traces, TRIPLE"),
     "make-zero": ("nres.pipeline.cmd_make_zero", "build a ZERO template from extracted spectra of one star"),
 }
 
