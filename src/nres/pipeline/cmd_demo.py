@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["add_arguments", "run", "run_demo", "DEMO_WINDOW"]
+__all__ = ["add_arguments", "run", "run_demo", "star_summary", "DEMO_WINDOW"]
 
 #: Default window: 8 orders (m = 80..87, 515-560 nm, Mg b in m = 87) x 2048 columns.
 DEMO_WINDOW = {"orders": (80, 87), "columns": (1024, 3072)}
@@ -42,6 +42,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--n-flat", type=int, default=2, help="lamp flats per fiber pair (default 2)")
     parser.add_argument("--n-arc", type=int, default=1, help="arcs per fiber pair (default 1)")
     parser.add_argument("--n-exposures", type=int, default=2, help="exposures per star (default 2)")
+    parser.add_argument(
+        "--exptime", type=float, default=600.0, help="seconds per star exposure (default 600: near MAXLIN)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="local processes (default: CPU count)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated night")
 
@@ -56,6 +59,7 @@ def run_demo(
     n_flat=2,
     n_arc=1,
     n_exposures=2,
+    exptime=600.0,
     workers=None,
     seed=0,
     progress=True,
@@ -81,7 +85,7 @@ def run_demo(
 
     t0 = time.perf_counter()
     out = Path(os.fspath(out))
-    targets = [replace(t, n_exposures=int(n_exposures)) for t in DEFAULT_TARGETS]
+    targets = [replace(t, n_exposures=int(n_exposures), exptime=float(exptime)) for t in DEFAULT_TARGETS]
     window = {"orders": tuple(orders), "columns": tuple(columns)}
     truth_path = simulate_night(
         "lsc", DAY_OBS, out / "archive", n_bias=n_bias, n_dark=n_dark, n_flat=n_flat, n_arc=n_arc,
@@ -129,16 +133,53 @@ def run_demo(
     table.meta["failures"] = [f"{Path(p).name}: {reason}" for p, reason in result.failures]
     table_path = out / "demo_rvs.ecsv"
     table.write(table_path, format="ascii.ecsv", overwrite=True)
+    stars = star_summary(table)
+    stars_path = out / "demo_stars.ecsv"
+    stars.write(stars_path, format="ascii.ecsv", overwrite=True)
     seconds = time.perf_counter() - t0
     paths = {"archive": out / "archive", "reduced": reduced, "db": db_path, "table": table_path,
+             "stars": stars_path, "stars_table": stars,
              "seconds": seconds, "simulate_seconds": t_sim, "failures": result.failures}  # fmt: skip
     return table, paths
+
+
+def star_summary(table):
+    """Per star: the inverse-variance (photon) weighted mean of its exposures' differences.
+
+    The photon errors of a star's exposures are independent and average down (``rv_err_photon`` of
+    the mean: ``1 / sqrt(sum 1 / sigma_i^2)``); the wavelength-calibration zero point is shared by
+    every exposure of a fiber pair and does not (``rv_err_wavecal``: the exposures' mean). Returns
+    an astropy Table: ``target``, ``n``, ``difference``, ``rv_err_photon``, ``rv_err_wavecal``,
+    ``rv_err_total`` (m/s) and ``within_limit`` (``|difference| <= max(3 m/s, 4 rv_err_total)``).
+    """
+    import numpy as np
+    from astropy.table import Table
+
+    rows = []
+    for name in sorted(set(table["target"].tolist())):
+        sel = table[(table["target"] == name) & np.isfinite(np.asarray(table["rv_measured"], dtype=float))]
+        if len(sel) == 0:
+            rows.append((name, 0, np.nan, np.nan, np.nan, np.nan, False))
+            continue
+        w = 1.0 / np.asarray(sel["rv_err_photon"], dtype=float) ** 2
+        diff = float(np.sum(w * np.asarray(sel["difference"], dtype=float)) / np.sum(w))
+        photon = float(1.0 / np.sqrt(np.sum(w)))
+        wave = float(np.mean(np.asarray(sel["rv_err_wavecal"], dtype=float)))
+        total = float(np.hypot(photon, wave))
+        rows.append((name, len(sel), diff, photon, wave, total, abs(diff) <= max(3.0, 4.0 * total)))
+    names = ("target", "n", "difference", "rv_err_photon", "rv_err_wavecal", "rv_err_total", "within_limit")
+    stars = Table(rows=rows, names=names) if rows else Table(names=names)
+    for col in names[2:6]:
+        stars[col].unit = "m / s"
+        stars[col].format = ".2f"
+    return stars
 
 
 def run(args) -> int:
     table, paths = run_demo(
         args.out, orders=args.orders, columns=args.columns, n_bias=args.n_bias, n_dark=args.n_dark,
-        n_flat=args.n_flat, n_arc=args.n_arc, n_exposures=args.n_exposures, workers=args.workers,
+        n_flat=args.n_flat, n_arc=args.n_arc, n_exposures=args.n_exposures, exptime=args.exptime,
+        workers=args.workers,
         seed=args.seed,
     )  # fmt: skip
     show = table[
@@ -148,11 +189,14 @@ def run(args) -> int:
     show.pprint(max_lines=-1, max_width=-1)
     n_ok = int(sum(bool(v) for v in table["within_limit"]))
     print(f"\n{n_ok}/{len(table)} RVs within max(3 m/s, 4 sigma) of the injected values")
+    print("\nper star (photon-weighted mean of its exposures; the wavelength zero point does not average):")
+    paths["stars_table"].pprint(max_lines=-1, max_width=-1)
     for path, reason in paths["failures"]:
         print(f"FAILED {Path(path).name}: {reason}")
     print(f"raw night:  {paths['archive']}")
     print(f"products:   {paths['reduced']} (*-1d.fits spectra and RVs, *-summary.png plots, masters)")
     print(f"database:   {paths['db']}")
     print(f"RV table:   {paths['table']}")
+    print(f"per star:   {paths['stars']}")
     print(f"time:       {paths['seconds']:.1f} s (simulation {paths['simulate_seconds']:.1f} s)")
     return 0 if n_ok == len(table) and len(table) > 0 else 1
