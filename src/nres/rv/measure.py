@@ -323,21 +323,28 @@ def _robust_scale(values):
 def _consensus(per_order, *, max_offset):
     """Robust combination of per-order CCFs on one shift grid, shape (n_orders, n_shifts).
 
-    Each order's CCF is normalised (minus its median, over its robust scale) so that no single
-    order -- a bright one at a wrong velocity, or one whose continuum misfits -- decides the peak;
-    the normalised CCFs are summed. Returns (the summed normalised CCF, a boolean per order: its
-    own peak is within ``max_offset`` grid steps of the sum's peak; all True if none is).
+    Each order's CCF is normalised (minus its median, over its robust scale) and each order votes
+    for its own peak; the peak is the maximum of the summed normalised CCFs within ``max_offset``
+    grid steps of the peak most orders agree on (ties: the larger sum). So no single order -- a
+    bright one at a wrong velocity, or one whose continuum misfits -- decides the start, however
+    high its S/N. Returns (the summed normalised CCF, a boolean per order: its own peak is within
+    ``max_offset`` steps of the chosen peak; all True if none is) and the index of the peak.
     """
     per_order = np.asarray(per_order, dtype=np.float64)
     med = np.median(per_order, axis=1, keepdims=True)
     scale = np.array([_robust_scale(row) for row in per_order])[:, None]
     normed = (per_order - med) / scale
     total = normed.sum(axis=0)
-    peak = int(np.argmax(total))
-    agree = np.abs(np.argmax(normed, axis=1) - peak) <= max_offset
+    peaks = np.argmax(normed, axis=1)
+    votes = (np.abs(peaks[:, None] - peaks[None, :]) <= max_offset).sum(axis=1)
+    best = votes == votes.max()
+    winner = peaks[best][int(np.argmax(total[peaks[best]]))]
+    lo, hi = max(winner - max_offset, 0), min(winner + max_offset + 1, total.size)
+    peak = lo + int(np.argmax(total[lo:hi]))
+    agree = np.abs(peaks - peak) <= max_offset
     if not agree.any():
         agree[:] = True
-    return total, agree
+    return total, agree, peak
 
 
 def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_orders=12):
@@ -350,14 +357,16 @@ def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_
     pick = [usable[int(j)] for j in np.unique(np.linspace(0, len(usable) - 1, coarse_orders).round())]
     steps = [np.median(np.abs(np.diff(x[k]))) for k in pick]
     h = 0.5 * float(np.min(steps))
-    xs, ys, tvals, tu0 = [], [], [], []
+    xs, ys, ycs, tvals, tu0 = [], [], [], [], []
     # smooth (degree-3) continua for a starting guess: every 4th data / 8th template point suffices
     for k in pick:
         cont = _continuum(data[k], good[k], degree, stride=4)
         y = np.where(good[k], (data[k] / cont - 1.0) * cont**2 / var[k], 0.0)
-        # cap the S/N-weighted residuals at 10 robust sigmas: a continuum that misfits a blaze edge
-        # where the variance is tiny (or a hot pixel) otherwise outweighs every line of the order
-        y = np.clip(y, -_RESIDUAL_CAP * _robust_scale(y[good[k]]), _RESIDUAL_CAP * _robust_scale(y[good[k]]))
+        # the coarse search caps the S/N-weighted residuals at 10 robust sigmas: a continuum that
+        # misfits a blaze edge where the variance is tiny (or a hot pixel) otherwise outweighs every
+        # line of the order; the fine and diagnostic CCFs keep the line shapes (bisector) intact
+        cap = _RESIDUAL_CAP * _robust_scale(y[good[k]])
+        ycs.append(np.clip(y[::3], -cap, cap))
         xs.append(x[k])
         ys.append(y)
         u0, tv = template.uniform(segs[k], h)
@@ -375,10 +384,10 @@ def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_
     # the wide 2 km/s grid only has to land within the +-4 km/s fine grid: every 3rd pixel is enough
     # (a sqrt(3) lower CCF S/N) at a third of the cost; the fine grid uses every pixel
     xc, cstart = _pack([xx[::3] for xx in xs])
-    yc, _ = _pack([yy[::3] for yy in ys])
+    yc, _ = _pack(ycs)
     per_order = _kernels.template_ccf(xc, yc, cstart, tf, tstart, tu0, h, shifts)
-    ccf, agree = _consensus(per_order, max_offset=_AGREE_STEPS)
-    s_peak = shifts[int(np.argmax(ccf))]
+    ccf, agree, k_peak = _consensus(per_order, max_offset=_AGREE_STEPS)
+    s_peak = shifts[k_peak]
     fine = s_peak + np.arange(-40, 41) * np.log1p(100.0 / C_M_S)
     # the fine grid and the diagnostic CCF sum (S/N-weighted) only the orders that agree on the peak
     use = np.flatnonzero(agree)
@@ -397,7 +406,7 @@ def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_
     # the reported (diagnostic) CCF spans +-3 FWHM so its Gaussian fit and bisector span see the wings:
     # the FWHM from the half-height crossings of the wide CCF above its median (clamped to 3-100 km/s)
     base = float(np.median(ccf))
-    k = int(np.argmax(ccf))
+    k = k_peak
     above = ccf - base >= 0.5 * (ccf[k] - base)
     lo_k, hi_k = k, k
     while lo_k > 0 and above[lo_k - 1]:
@@ -557,10 +566,18 @@ def _measure_mask(mask, lam, data, var, good, blaze, *, degree, v_range, clip, s
     num, den = ccf(coarse, fixed=False, lines=coarse_lines)
     with np.errstate(invalid="ignore", divide="ignore"):
         c = num.sum(0) / den.sum(0)
+        per_order = -(num / den)[~skip]  # a dip per order; normalised and combined as for the template
     if not np.any(np.isfinite(c)):
         msg = "measure: no mask line falls inside the spectrum's orders"
         raise FitError(msg)
-    v0 = coarse[int(np.nanargmin(c))]
+    rows = np.isfinite(per_order).any(axis=1)
+    if rows.any():
+        per_order = per_order[rows]
+        fill = np.nanmedian(per_order, axis=1, keepdims=True)
+        _, _, k_peak = _consensus(np.where(np.isfinite(per_order), per_order, fill), max_offset=_AGREE_STEPS)
+        v0 = coarse[k_peak]
+    else:
+        v0 = coarse[int(np.nanargmin(c))]
     sigma = 3000.0
     for _ in range(3):  # recentre the grid on the fit: a symmetric window removes the shape bias
         grid = v0 + step * np.arange(-int(half_width / step), int(half_width / step) + 1)
