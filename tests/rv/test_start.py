@@ -105,3 +105,20 @@ def test_mask_method_start_ignores_a_bright_order_at_another_velocity():
     # the wrong peak is 190 km/s away; the right one within 5 sigma (+ the mask's blend zero point,
     # < 100 m/s for this unselected line list: a wrong start would be > 2 km/s off)
     assert abs(v - C_M_S * truth.z_obs) < 5.0 * r.rv_err_photon.to_value(u.m / u.s) + 100.0
+
+
+def test_combine_rejects_edge_orders_on_both_sides():
+    """Per-order RVs of a demo exposure (m/s, observed frame): orders 79 and 88 at the window's edges
+    ~700 m/s off on either side, order 83 2.2 km/s off, order 86 unmeasured. The weighted mean carried
+    79 and 88 through the rejection (result -14663 m/s); the six consistent orders give -14751 m/s."""
+    from nres.rv.measure import _combine
+
+    v = np.array([-14063.58, -14740.19, -14755.28, -14752.16, -12500.05, -14734.32, -14766.99, np.nan,
+                  -14757.61, -15490.12])  # fmt: skip
+    e = np.array([4.46, 5.17, 4.84, 4.83, 5.84, 4.64, 4.67, np.nan, 7.05, 9.27])
+    mean, _, _, used = _combine(np.log1p(v / C_M_S), e / C_M_S, 5.0)
+    assert used.tolist() == [False, True, True, True, False, True, True, False, True, False]
+    good = used
+    w = 1.0 / e[good] ** 2
+    expected = np.sum(w * v[good]) / np.sum(w)  # hand check: the inverse-variance mean of the six
+    assert abs(C_M_S * np.expm1(mean) - expected) < 0.01  # ln(1+z) vs z: < 1e-3 m/s here

@@ -233,8 +233,9 @@ def _combine(s, sig, clip):
         if worst[k] <= clip * scale or used.sum() <= 2:
             break
         used[k] = False
-        w = 1.0 / sig[used] ** 2
-        centre = np.sum(w * s[used]) / np.sum(w)
+        # the centre stays the median while rejecting: a weighted mean would carry the remaining
+        # outliers (two edge orders 700 m/s off on either side inflated the scale past the clip)
+        centre = np.median(s[used])
     w = 1.0 / sig[used] ** 2
     mean = np.sum(w * s[used]) / np.sum(w)
     err = 1.0 / np.sqrt(np.sum(w))
