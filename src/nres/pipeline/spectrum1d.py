@@ -22,13 +22,20 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
+from astropy.nddata import VarianceUncertainty
 from astropy.table import QTable, Table
 
 from ..errors import InvalidInputFileError
 from .frames import _clean_header
 from .products import write_fits_atomic
 
-__all__ = ["write_spectrum_1d", "read_spectrum_1d", "spectrum_table", "RV_KEYWORDS"]
+__all__ = [
+    "write_spectrum_1d",
+    "read_spectrum_1d",
+    "read_echelle_spectrum_1d",
+    "spectrum_table",
+    "RV_KEYWORDS",
+]
 
 #: Header keywords of the RV result (value in m/s unless stated) -> RVResult attribute.
 RV_KEYWORDS = {
@@ -160,3 +167,79 @@ def read_spectrum_1d(path) -> dict:
     except OSError as err:
         raise InvalidInputFileError(path, f"not a readable FITS file ({err})") from None
     return out
+
+
+def _plane(table, name, index, shape, dtype):
+    """Column ``name`` of the SPECTRUM table as a (fiber, order, pixel) plane (rows placed by index)."""
+    out = np.empty(shape, dtype=dtype)
+    out[index] = np.asarray(table[name], dtype=dtype)
+    return out
+
+
+def read_echelle_spectrum_1d(path):
+    """Read a 1-D product as an :class:`~nres.spectrum.EchelleSpectrum`.
+
+    The ``SPECTRUM`` rows become the (fiber, order, pixel) planes: ``flux`` (electrons, float32 on
+    disk), ``variance`` (electrons^2), ``wavelength`` (nm; the product's wavelengths are vacuum,
+    topocentric), ``blaze``, ``mask``, ``flags`` and ``pixel``; the primary header (raw header, RV
+    keywords, QC cards, provenance) becomes ``meta``. An all-NaN variance, wavelength or blaze
+    column (the writer's "absent") is read back as None.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``-1d.fits`` product of :func:`write_spectrum_1d`.
+
+    Returns
+    -------
+    EchelleSpectrum
+        Shape (n_fiber, n_order, n_pixel), fibers and orders in the order of their first row.
+
+    Raises
+    ------
+    InvalidInputFileError
+        Missing or unreadable file, no SPECTRUM table, or rows that do not form a full
+        (fiber, order) grid.
+    """
+    from ..spectrum import EchelleSpectrum
+
+    product = read_spectrum_1d(path)
+    table, header = product["spectrum"], product["header"]
+    fib = np.asarray(table["fiber"], dtype=np.int64)
+    order = np.asarray(table["order"], dtype=np.int64)
+    fibers = list(dict.fromkeys(fib.tolist()))
+    orders = list(dict.fromkeys(order.tolist()))
+    npix = np.asarray(table["flux"]).shape[-1] if len(table) else 0
+    pairs = set(zip(fib.tolist(), order.tolist(), strict=True))
+    if not len(table) or len(pairs) != len(table) or len(table) != len(fibers) * len(orders):
+        raise InvalidInputFileError(
+            path, f"SPECTRUM rows {len(table)} do not form a full (fiber, order) grid of {fibers} x {orders}"
+        )
+    fpos = {f: i for i, f in enumerate(fibers)}
+    opos = {m: i for i, m in enumerate(orders)}
+    index = (np.array([fpos[f] for f in fib.tolist()]), np.array([opos[m] for m in order.tolist()]))
+    shape = (len(fibers), len(orders), npix)
+
+    def optional(name):
+        plane = _plane(table, name, index, shape, np.float64)
+        return None if np.all(np.isnan(plane)) else plane
+
+    variance = optional("variance")
+    wavelength = optional("wavelength")
+    pixel = _plane(table, "pixel", index, shape, np.float64)
+    if np.all(pixel == pixel[:1, :1]):
+        pixel = pixel[0, 0].copy()  # the same columns for every row: the common 1-D form
+    return EchelleSpectrum(
+        _plane(table, "flux", index, shape, np.float64),
+        uncertainty=None if variance is None else VarianceUncertainty(variance),
+        mask=_plane(table, "mask", index, shape, bool),
+        flags=_plane(table, "flags", index, shape, np.uint16),
+        wavelength=None if wavelength is None else wavelength * u.nm,
+        wavelength_medium="vacuum",
+        wavelength_frame="topocentric",
+        orders=orders,
+        fibers=fibers,
+        pixel=pixel,
+        blaze=optional("blaze"),
+        meta=header,
+    )
