@@ -16,8 +16,9 @@ from nres.pipeline.night import reduce_night
 from nres.sim import simulate_night
 from nres.sim.night import DEFAULT_TARGETS
 
-# test_night's window (8 orders x 2048 columns): the smallest that gives a sound wavelength solution
-WINDOW = {"orders": (80, 87), "columns": (1024, 3072)}
+# half test_night's window (4 orders x 1024 columns): its RVs are off by up to ~20 m/s (too few arc
+# lines at the edges, see docs/pipeline.md) but only the equality of the two executors is tested here
+WINDOW = {"orders": (82, 85), "columns": (1536, 2560)}
 # the same inputs and code on either executor: only the order of floating-point operations could
 # differ (it does not: each frame is reduced by one task); 1e-12 leaves room for nothing else
 RTOL = 1e-12
