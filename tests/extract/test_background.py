@@ -126,3 +126,54 @@ def test_inter_order_mask_known_rows(scene):
         for c in cen[:, col]:
             near |= np.abs(np.arange(NY) - c) <= half
         np.testing.assert_array_equal(far[:, col], ~near)
+
+
+def _fit_grid_twin(data, use, x_bin, y_knot, x_knot):
+    """Reference of the batched ``_fit_grid``: one scipy LSQ spline per column bin along y (knots
+    halved until the fit is finite), then one along x, evaluated point by point."""
+    from scipy.interpolate import make_lsq_spline
+
+    def fit(x, y, w, spacing, x_eval):
+        lo, hi = x_eval[0], x_eval[-1]
+        n_int = max(int(round((hi - lo) / spacing)), 1)
+        while n_int >= 1:
+            t = np.r_[[lo] * 4, np.linspace(lo, hi, n_int + 1)[1:-1], [hi] * 4]
+            c = make_lsq_spline(x, y, t, k=3, w=w).c  # NaN when rank-deficient (scipy >= 1.15)
+            if np.isfinite(c).all():
+                return make_lsq_spline(x, y, t, k=3, w=w)(x_eval)
+            n_int //= 2
+        raise AssertionError("no spline")
+
+    ny, nx = data.shape
+    nb = nx // x_bin
+    edges = np.linspace(0, nx, nb + 1).round().astype(int)
+    rows = np.arange(ny, dtype=float)
+    per_bin = []
+    for b in range(nb):
+        u, d = use[:, edges[b] : edges[b + 1]], data[:, edges[b] : edges[b + 1]]
+        n, s = u.sum(axis=1), (u * d).sum(axis=1)
+        ok = n > 0
+        per_bin.append(fit(rows[ok], s[ok] / n[ok], np.sqrt(n[ok]), y_knot, rows))
+    xc = 0.5 * (edges[:-1] + edges[1:] - 1)
+    vals = np.vstack([per_bin[:1], per_bin, per_bin[-1:]])
+    xs, w = np.r_[0.0, xc, nx - 1.0], np.r_[1e-3, np.ones(nb), 1e-3]
+    return fit(xs, vals, w, x_knot, np.arange(nx, dtype=float)).T
+
+
+def test_batched_grid_fit_matches_per_bin_scipy_fits():
+    from nres.extract.background import _fit_grid
+
+    rng = np.random.default_rng(11)
+    ny, nx = 300, 256
+    y, x = np.mgrid[0:ny, 0:nx].astype(float)
+    data = smooth_background((ny, nx), 1700) + rng.normal(0, 3.0, (ny, nx))
+    use = (np.sin(2 * np.pi * (y + 0.01 * x) / 23.0) > 0.3) & (rng.random((ny, nx)) > 0.05)
+    # bin 2 has no samples in rows 60..239 (six 30 px knot intervals, whole B-spline supports,
+    # are empty): the batched solve must hand it to the knot-dropping path, as the per-bin fit did
+    use[60:240, 64:96] = False
+    got = _fit_grid(data, use, 32, 30.0, 96.0)
+    ref = _fit_grid_twin(data, use, 32, 30.0, 96.0)
+    # the same least-squares problems, normal equations (LDL^T) vs scipy's QR: round-off only
+    # (values ~15..60 e-, conditioning of a cubic B-spline basis ~1e2)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
+    assert got.flags.c_contiguous
