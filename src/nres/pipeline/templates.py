@@ -13,7 +13,10 @@ real night needs a mask.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import zlib
+from collections import OrderedDict
 from pathlib import Path
 
 import astropy.units as u
@@ -29,9 +32,8 @@ def simulated_template(name: str, spec, *, fiber=None, oversample: int = 6, marg
     orders: one segment per order of ``fiber`` (default every fiber) whose wavelengths are finite
     and strictly monotonic."""
     from ..rv import Template
-    from ..sim import StellarSpectrum
 
-    star = StellarSpectrum(seed=zlib.crc32(str(name).encode()))
+    seed = zlib.crc32(str(name).encode())
     lam = spec.wavelength.to_value(u.nm)
     if fiber is not None:
         lam = lam[np.flatnonzero(np.asarray(spec.fibers) == fiber)]
@@ -44,8 +46,41 @@ def simulated_template(name: str, spec, *, fiber=None, oversample: int = 6, marg
     grids = np.array(
         [np.linspace(w.min() - margin_nm, w.max() + margin_nm, oversample * w.size) for w in lam[ok]]
     )
-    grid = grids * u.nm
-    return Template(grid, star.flux(grid), wavelength_medium="vacuum", wavelength_frame="barycentric")
+    return Template(
+        grids * u.nm, _cached_flux(seed, grids), wavelength_medium="vacuum", wavelength_frame="barycentric"
+    )
+
+
+_FLUX_CACHE: OrderedDict = OrderedDict()
+_FLUX_CACHE_SIZE = 4
+_FLUX_LOCK = threading.Lock()
+
+
+def _cached_flux(seed: int, grids: np.ndarray) -> np.ndarray:
+    """``StellarSpectrum(seed).flux(grids)`` (read-only), kept per (seed, grid) in this process.
+
+    A night's frames share their wavelength solution, hence the grid: the ~0.9 s evaluation of
+    the star's lines is done once per worker (a few entries, least recently used dropped).
+    """
+    from ..sim import StellarSpectrum
+
+    key = (
+        int(seed),
+        grids.shape,
+        hashlib.blake2b(np.ascontiguousarray(grids).tobytes(), digest_size=16).digest(),
+    )
+    with _FLUX_LOCK:
+        hit = _FLUX_CACHE.get(key)
+        if hit is not None:
+            _FLUX_CACHE.move_to_end(key)
+            return hit
+    flux = np.asarray(StellarSpectrum(seed=int(seed)).flux(grids * u.nm))
+    flux.setflags(write=False)
+    with _FLUX_LOCK:
+        _FLUX_CACHE[key] = flux
+        while len(_FLUX_CACHE) > _FLUX_CACHE_SIZE:
+            _FLUX_CACHE.popitem(last=False)
+    return flux
 
 
 def resolve_reference(option, *, target_name: str, spec, fiber=None, mask_medium: str = "air"):
