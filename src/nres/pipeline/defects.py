@@ -40,19 +40,30 @@ def dead_column_mask(data, variance, good, *, min_snr=20.0, max_ratio=0.3, min_p
         to the top are low.
     """
     data = np.asarray(data, np.float64)
+    variance = np.asarray(variance, np.float64)
+    good = np.asarray(good, bool)
     ny, nx = data.shape
     out = np.zeros((ny, nx), bool)
     if nx < 3:
         return out
-    neighbours = np.full_like(data, np.nan)
-    # the smaller neighbour: a pixel in the wing of a sharp arc line is far below the mean of its
-    # neighbours (one of them is the line) but not below both
-    neighbours[:, 1:-1] = np.minimum(data[:, :-2], data[:, 2:])
-    ok = np.asarray(good, bool) & np.isfinite(neighbours) & np.isfinite(data)
-    noise = np.sqrt(np.maximum(np.nan_to_num(np.asarray(variance, np.float64), nan=1.0), 1.0))
+    signal = np.zeros((ny, nx), bool)
+    low = np.zeros((ny, nx), bool)
+    # blocks of rows keep the temporaries in cache (one full-frame pass per operation cost ~0.5 s
+    # on a 4096^2 frame); edge columns have one neighbour only and are never tested
+    step = max(1, 65536 // nx)
     with np.errstate(invalid="ignore"):
-        signal = ok & (neighbours > min_snr * noise)
-        low = signal & (data < max_ratio * neighbours)
+        for r0 in range(0, ny, step):
+            rs = slice(r0, min(r0 + step, ny))
+            d = data[rs, 1:-1]
+            # the smaller neighbour: a pixel in the wing of a sharp arc line is far below the mean
+            # of its neighbours (one of them is the line) but not below both
+            nbr = np.minimum(data[rs, :-2], data[rs, 2:])
+            ok = good[rs, 1:-1] & np.isfinite(nbr) & np.isfinite(d)
+            var = variance[rs, 1:-1]
+            noise = np.sqrt(np.maximum(np.where(np.isnan(var), 1.0, var), 1.0))
+            sig = ok & (nbr > min_snr * noise)
+            signal[rs, 1:-1] = sig
+            low[rs, 1:-1] = sig & (d < max_ratio * nbr)
     for x in np.flatnonzero(low.sum(axis=0) >= min_pixels):
         rows = np.flatnonzero(signal[:, x])
         lows = low[rows, x]
