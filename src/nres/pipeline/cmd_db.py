@@ -15,6 +15,7 @@ CSV_KINDS = ("standards", "zeros", "targets", "rv")
 
 
 def add_arguments(parser) -> None:
+    """Add this command's options to its argparse ``parser``."""
     sub = parser.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     imp = sub.add_parser(
         "import-csv",
@@ -41,6 +42,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status (0 = success)."""
     from .db import Database
 
     db = Database(args.db)

@@ -31,6 +31,7 @@ N_EXPOSURES = 4
 
 
 def add_arguments(parser) -> None:
+    """Add this command's options to its argparse ``parser``."""
     parser.add_argument("--out", default="nres_demo", metavar="DIR", help="output folder (default nres_demo)")
     parser.add_argument("--orders", type=int, nargs=2, default=DEMO_WINDOW["orders"], metavar=("M0", "M1"))
     parser.add_argument(
@@ -182,6 +183,7 @@ def star_summary(table):
 
 
 def run(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status (0 = success)."""
     table, paths = run_demo(
         args.out, orders=args.orders, columns=args.columns, n_bias=args.n_bias, n_dark=args.n_dark,
         n_flat=args.n_flat, n_arc=args.n_arc, n_exposures=args.n_exposures, exptime=args.exptime,

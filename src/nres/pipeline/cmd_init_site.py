@@ -124,6 +124,7 @@ def init_site(
 
 
 def add_arguments(parser) -> None:
+    """Add this command's options to its argparse ``parser``."""
     parser.add_argument("root", help="data root directory")
     parser.add_argument("--site", required=True, help="site code: lsc, elp, cpt, tlv or bpl")
     parser.add_argument("--instrument", default=None, help="NRES unit, e.g. nres01 (default: the site's)")
@@ -138,6 +139,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status (0 = success)."""
     out = init_site(
         args.root,
         args.site,

@@ -13,6 +13,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser) -> None:
+    """Add this command's options to its argparse ``parser``."""
     parser.add_argument("spectra", nargs="+", metavar="SPECTRUM", help="extracted spectrum files (FITS)")
     parser.add_argument("--out", required=True, metavar="ZERO.fits", help="output ZERO file")
     parser.add_argument("--fiber", type=int, default=None, help="fiber id (default: the only non-ThAr fiber)")
@@ -32,6 +33,7 @@ def _name(value) -> str:
 
 
 def run(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status (0 = success)."""
     from pathlib import Path
 
     import astropy.units as u

@@ -12,6 +12,7 @@ __all__ = ["add_arguments", "run", "coverage_rows", "plot_coverage"]
 
 
 def add_arguments(parser) -> None:
+    """Add this command's options to its argparse ``parser``."""
     parser.add_argument("--site", default="lsc", help="NRES site: lsc, elp, cpt, tlv or bpl (default lsc)")
     parser.add_argument(
         "--mjd",
@@ -84,6 +85,7 @@ def plot_coverage(rows, path, *, title="") -> None:
 
 
 def run(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status (0 = success)."""
     from pathlib import Path
 
     from ..instrument import PhysicalModel

@@ -8,6 +8,7 @@ DEFAULT_URL = "sqlite:///nres.sqlite"  # literal: nres --help must not import SQ
 
 
 def add_arguments(parser) -> None:
+    """Add this command's options to its argparse ``parser``."""
     parser.add_argument("raw_dir", metavar="DIR", help="directory of raw NRES files")
     parser.add_argument(
         "--db", default=DEFAULT_URL, help=f"SQLAlchemy URL or SQLite file (default {DEFAULT_URL})"
@@ -30,6 +31,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status (0 = success)."""
     from .db import Database
     from .night import reduce_night
 

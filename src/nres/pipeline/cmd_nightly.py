@@ -16,6 +16,7 @@ DEFAULT_URL = "sqlite:///nres.sqlite"  # literal: nres --help must not import SQ
 
 
 def add_arguments(parser) -> None:
+    """Add this command's options to its argparse ``parser``."""
     parser.add_argument("--site", required=True, help="SITEID, e.g. lsc")
     parser.add_argument("--day-obs", default=None, help="DAY-OBS YYYYMMDD of the night (default yesterday)")
     parser.add_argument(
@@ -67,6 +68,7 @@ def nightly(db, *, site, day_obs, out_dir, min_frames=None) -> list[dict]:
 
 
 def run(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status (0 = success)."""
     from datetime import UTC, datetime, timedelta
     from pathlib import Path
 

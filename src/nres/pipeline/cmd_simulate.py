@@ -11,6 +11,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser) -> None:
+    """Add this command's options to its argparse ``parser``."""
     parser.add_argument(
         "--type",
         dest="obstype",
@@ -70,6 +71,7 @@ def _run_night(args, window) -> int:
 
 
 def run(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status (0 = success)."""
     from ..sim import simulate
 
     window = tuple(args.window) if args.window else None

@@ -8,6 +8,7 @@ DEFAULT_URL = "sqlite:///nres.sqlite"  # literal: nres --help must not import SQ
 
 
 def add_arguments(parser) -> None:
+    """Add this command's options to its argparse ``parser``."""
     parser.add_argument("--type", required=True, type=str.upper, choices=("BIAS", "DARK", "LAMPFLAT"),
                         help="frame type to stack")  # fmt: skip
     parser.add_argument("--site", required=True, help="SITEID, e.g. lsc")
@@ -24,6 +25,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status (0 = success)."""
     from .calibrations import stack_calibrations
     from .db import Database
 

@@ -6,6 +6,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser) -> None:
+    """Add this command's options to its argparse ``parser``."""
     parser.add_argument(
         "flats",
         nargs="+",
@@ -37,6 +38,7 @@ def _read(path):
 
 
 def run(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status (0 = success)."""
     from ..extract import find_traces, refine_traces
 
     fibers = None if args.fibers is None else tuple(int(f) for f in args.fibers.split(","))
