@@ -5,7 +5,8 @@ Public names load lazily (``import nres.pipeline`` stays cheap): :class:`Databas
 :class:`Task`, :func:`local_executor`, :func:`dask_executor` (:mod:`nres.pipeline.batch`), the
 product helpers of :mod:`nres.pipeline.products`, :func:`setup_logging`, :func:`init_site`, the
 recipes (:func:`reduce_file`, :func:`reduce_night`, :func:`stack_calibrations`) and the product
-readers/writers (:mod:`nres.pipeline.frames`, :mod:`nres.pipeline.spectrum1d`).
+readers/writers (:mod:`nres.pipeline.frames`, :mod:`nres.pipeline.spectrum1d`) and the original's
+e91 layout (:func:`write_e91`, :func:`read_e91`, :func:`compare_e91`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ _EXPORTS = {
     "read_spectrum_1d": "spectrum1d",
     "write_spectrum_1d": "spectrum1d",
     "summary_figure": "plots",
+    "summary_plot": "plots",
+    "E91Product": "e91",
+    "write_e91": "e91",
+    "read_e91": "e91",
+    "compare_e91": "e91",
 }
 
 __all__ = sorted(_EXPORTS)

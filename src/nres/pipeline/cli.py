@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stack": ("nres.pipeline.cmd_stack", "stack processed calibrations into masters"),
     "nightly": ("nres.pipeline.cmd_nightly", "nightly job: stack a night's masters, traces, TRIPLE"),
     "make-zero": ("nres.pipeline.cmd_make_zero", "build a ZERO template from extracted spectra of one star"),
+    "compare-e91": ("nres.pipeline.cmd_compare_e91", "per-order differences: an e91 file vs a 1-D product"),
 }
 
 

@@ -26,7 +26,11 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--template", default=None, help="RV reference: 'simulated' (simulated nights) or a line-mask file"
     )
-    parser.add_argument("--no-plot", action="store_true", help="no summary PNG for TARGET frames")
+    parser.add_argument("--no-plot", action="store_true", help="no summary figure for TARGET frames")
+    parser.add_argument(
+        "--summary-format", choices=("png", "pdf", "both"), default="png", help="summary figure file type(s)"
+    )
+    parser.add_argument("--e91", action="store_true", help="also write the original's e91 file per TARGET")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -48,7 +52,8 @@ def run(args) -> int:
         result = reduce_night(
             args.raw_dir, args.out, db=db, executor=executor, force=args.force,
             progress=not args.no_progress, min_frames=args.min_frames, template=args.template,
-            plot=not args.no_plot, max_workers=args.workers,
+            plot=not args.no_plot, max_workers=args.workers, summary_format=args.summary_format,
+            e91=args.e91,
         )  # fmt: skip
     finally:
         if client is not None:

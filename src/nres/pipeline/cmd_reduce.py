@@ -18,7 +18,11 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--template", default=None, help="RV reference: 'simulated' (simulated nights) or a line-mask file"
     )
-    parser.add_argument("--no-plot", action="store_true", help="no summary PNG for TARGET frames")
+    parser.add_argument("--no-plot", action="store_true", help="no summary figure for TARGET frames")
+    parser.add_argument(
+        "--summary-format", choices=("png", "pdf", "both"), default="png", help="summary figure file type(s)"
+    )
+    parser.add_argument("--e91", action="store_true", help="also write the original's e91 file per TARGET")
 
 
 def run(args) -> int:
@@ -30,7 +34,8 @@ def run(args) -> int:
     failed = 0
     for path in args.files:
         res = reduce_file(path, db=db, out_dir=args.out, force=args.force, template=args.template,
-                          plot=not args.no_plot)  # fmt: skip
+                          plot=not args.no_plot, summary_format=args.summary_format,
+                          e91=args.e91)  # fmt: skip
         if res.status == "failed":
             failed += 1
             print(f"{path}: FAILED {res.reason}")

@@ -2,7 +2,9 @@
 
 Four panels: the normalised spectrum around Mg b (517.27 nm; the order nearest to it when the
 frame does not reach it, e.g. a window), the CCF of the RV measurement, the S/N per order, and
-the residuals of the wavelength solution's lines.
+the residuals of the wavelength solution's lines. :func:`summary_plot` builds the figure,
+:func:`summary_figure` writes it to one or several files (``summary_format`` "png", "pdf" or
+"both" of the TARGET recipe: :func:`summary_paths`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,23 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 
-from .products import atomic_path
+from ..errors import InvalidParameterError
+from .products import atomic_path, product_path
 
-__all__ = ["summary_figure", "MGB_NM"]
+__all__ = ["summary_figure", "summary_plot", "summary_paths", "SUMMARY_FORMATS", "MGB_NM"]
 
 #: Mg b triplet centre (vacuum, nm): 516.891, 517.426, 518.519 (Mg I b4..b1); the panel centre
 MGB_NM = 517.27
+#: summary_format -> product kinds written (products.PRODUCT_SUFFIXES)
+SUMMARY_FORMATS = {"png": ("summary_png",), "pdf": ("summary",), "both": ("summary_png", "summary")}
+
+
+def summary_paths(raw, out_dir, summary_format="png") -> list:
+    """Summary file paths of a raw frame for ``summary_format`` "png", "pdf" or "both"."""
+    if summary_format not in SUMMARY_FORMATS:
+        msg = f"summary_format: expected one of {', '.join(SUMMARY_FORMATS)}, got {summary_format!r}"
+        raise InvalidParameterError(msg)
+    return [product_path(raw, kind, out_dir) for kind in SUMMARY_FORMATS[summary_format]]
 
 
 def _mgb_order(spec, fiber):
@@ -30,13 +43,11 @@ def _mgb_order(spec, fiber):
     return fi, j, bool(covers.any())
 
 
-def summary_figure(path, spec, *, fiber: int, rv=None, solution=None, snr=None, title: str = "") -> Path:
-    """Write the summary figure of a TARGET frame atomically.
+def summary_plot(spec, *, fiber: int, rv=None, solution=None, snr=None, title: str = ""):
+    """The summary figure of a TARGET frame (a ``matplotlib.figure.Figure``, 2 x 2 axes, no pyplot state).
 
     Parameters
     ----------
-    path : str or os.PathLike
-        ``.png`` or ``.pdf``.
     spec : EchelleSpectrum
         Wavelength-calibrated spectrum (with blaze for the normalised panel).
     fiber : int
@@ -49,13 +60,10 @@ def summary_figure(path, spec, *, fiber: int, rv=None, solution=None, snr=None, 
         S/N per order (:func:`nres.pipeline.qc.snr_per_order`).
     title : str
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    path = Path(os.fspath(path))
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), constrained_layout=True)
+    fig = Figure(figsize=(11, 7.5), layout="constrained")  # not registered with pyplot: nothing to close
+    axes = fig.subplots(2, 2)
     ax = axes[0, 0]
     if spec.wavelength is not None:
         fi, j, covers = _mgb_order(spec, fiber)
@@ -100,7 +108,27 @@ def summary_figure(path, spec, *, fiber: int, rv=None, solution=None, snr=None, 
     ax.set_xlabel("wavelength [nm]")
     ax.set_ylabel("line residual [m/s]")
     fig.suptitle(title)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=90)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def summary_figure(path, spec, *, fiber: int, rv=None, solution=None, snr=None, title: str = ""):
+    """Write the summary figure of a TARGET frame atomically (:func:`summary_plot`).
+
+    Parameters
+    ----------
+    path : str, os.PathLike or sequence of them
+        ``.png`` or ``.pdf`` (format by extension); a sequence writes the one figure to each.
+    spec, fiber, rv, solution, snr, title :
+        As :func:`summary_plot`.
+
+    Returns
+    -------
+    pathlib.Path, or list of them when ``path`` is a sequence
+    """
+    single = isinstance(path, str | os.PathLike)
+    paths = [Path(os.fspath(p)) for p in ([path] if single else path)]
+    fig = summary_plot(spec, fiber=fiber, rv=rv, solution=solution, snr=snr, title=title)
+    for p in paths:
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format=p.suffix.lstrip(".") or "png", dpi=90)
+    return paths[0] if single else paths

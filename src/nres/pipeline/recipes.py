@@ -337,8 +337,17 @@ def _reference(calibrations, options, *, name, spec, fiber):
 
 
 def reduce_target(path, calibrations, options):
-    """TARGET: processed, extracted, blaze attached, drift-corrected wavelengths, RV of the science fiber."""
+    """TARGET: processed, extracted, blaze attached, drift-corrected wavelengths, RV of the science fiber.
+
+    ``options["summary_format"]`` "png" (default), "pdf" or "both" chooses the summary files;
+    ``options["e91"]`` (default False) also writes the original's e91 file (:mod:`nres.pipeline.e91`).
+    """
     out_dir = _out_dir(options)
+    summary_paths = []  # checked before the reduction: a bad summary_format fails at once
+    if options.get("plot", True):
+        from .plots import summary_paths as _summary_paths
+
+        summary_paths = _summary_paths(path, out_dir, options.get("summary_format", "png"))
     raw, frame, n_dead = _process(path, calibrations, options)
     from ..wavecal import WavelengthSolution, apply_solution
     from .frames import write_frame
@@ -398,17 +407,18 @@ def reduce_target(path, calibrations, options):
         product_path(path, "1d", out_dir), spec, rv=rv, template_name=template_name, qc=_scalars(qc)
     )
     products = [p for p in (out2d, out1d) if p is not None]
-    if options.get("plot", True):
+    if options.get("e91", False):  # the original's 10-HDU archive layout, <raw stem e00 -> e91>.fits
+        from .e91 import write_e91
+
+        products.append(write_e91(product_path(path, "e91", out_dir, rlevel=91), spec, rv=rv, fiber=fiber))
+    if summary_paths:
         from .plots import summary_figure
 
         snr = snr_per_order(spec, fiber)
         title = f"{Path(path).name}: {name}"
-        products.append(
-            summary_figure(
-                product_path(path, "summary_png", out_dir), spec, fiber=fiber, rv=rv, solution=solution,
-                snr=snr, title=title,
-            )
-        )  # fmt: skip
+        products += summary_figure(
+            summary_paths, spec, fiber=fiber, rv=rv, solution=solution, snr=snr, title=title
+        )
     return products, qc
 
 
@@ -446,7 +456,9 @@ def reduce_file(
         solution) in ``db``.
     **options
         Recipe options: ``template`` (``"simulated"`` or a line-mask path), ``mask_medium``,
-        ``plot`` (summary PNG, default True), ``dead_columns`` (default True), ``line_list``.
+        ``plot`` (summary figure, default True), ``summary_format`` ("png", "pdf" or "both"),
+        ``e91`` (also write the original's e91 file, default False), ``dead_columns`` (default
+        True), ``line_list``.
 
     Returns
     -------
