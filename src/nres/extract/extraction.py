@@ -70,6 +70,39 @@ def _grid(profile):
     return float(dy[0]), step
 
 
+def _variance_floor(rn, dark, background, shape, name):
+    """Model variance floor ``rn^2 + dark + max(background, 0)`` (e-^2): (1, 1) when it is one value
+    for all pixels, else ``shape``; and the background as float64 (None if not given)."""
+    dark = np.asarray(dark, dtype=np.float64)
+    if background is None and dark.ndim == 0:
+        return np.full((1, 1), rn * rn + float(dark)), None
+    var0 = np.broadcast_to(rn * rn + dark, shape)
+    bkg = None
+    if background is not None:
+        bkg = np.asarray(background, dtype=np.float64)
+        if bkg.shape != shape:
+            msg = f"{name}: background must have the frame's shape {shape}, got {bkg.shape}"
+            raise InvalidParameterError(msg)
+        var0 = var0 + np.maximum(bkg, 0.0)
+    return np.ascontiguousarray(var0), bkg
+
+
+def _trace_geometry(sel, profile, cen, xfull, half):
+    """The arguments the extraction kernels share, in their order: ``(centers, prof, blk_k, blk_f,
+    grid0, gstep, half)``; without a profile a zero one of one block (the box sums ignore it)."""
+    if profile is not None:
+        prof = np.ascontiguousarray(profile.for_traces(sel))
+        grid0, gstep = _grid(profile)
+        blk_k, blk_f = profile.block_weights(xfull)
+    else:
+        nx = cen.shape[1]
+        prof, grid0, gstep = np.zeros((len(sel), 1, 2)), 0.0, 1.0
+        blk_k, blk_f = np.zeros(nx, dtype=np.int64), np.zeros(nx)
+    blk_k = np.ascontiguousarray(blk_k, dtype=np.int64)
+    blk_f = np.ascontiguousarray(blk_f, dtype=np.float64)
+    return cen, prof, blk_k, blk_f, grid0, gstep, float(half)
+
+
 def _bleed_columns(frame_flags, cen, half, thar_rows, margin):
     """Columns (per ThAr trace) whose aperture holds a SATURATED or BLEED pixel, dilated by margin."""
     nx = cen.shape[1]
@@ -201,66 +234,20 @@ def extract(
     cen, xfull = _window_centers(sel, (ny, nx), meta)
     half = 0.5 * sel.box_height
     rn = _read_noise(frame, read_noise) if (optimal or fit_joint) else 0.0
-    dark = np.asarray(dark, dtype=np.float64)
-    if background is None and dark.ndim == 0:
-        var0T = np.full((1, 1), rn * rn + float(dark))
-    else:
-        var0 = np.broadcast_to(rn * rn + dark, (ny, nx))
-        if background is not None:
-            bkg = np.asarray(background, dtype=np.float64)
-            if bkg.shape != (ny, nx):
-                msg = f"extract: background must have the frame's shape {(ny, nx)}, got {bkg.shape}"
-                raise InvalidParameterError(msg)
-            var0 = var0 + np.maximum(bkg, 0.0)
-        var0T = np.ascontiguousarray(var0)
-    if profile is not None:
-        prof = np.ascontiguousarray(profile.for_traces(sel))
-        grid0, gstep = _grid(profile)
-        blk_k, blk_f = profile.block_weights(xfull)
-    else:
-        prof, grid0, gstep = np.zeros((len(sel), 1, 2)), 0.0, 1.0
-        blk_k, blk_f = np.zeros(nx, dtype=np.int64), np.zeros(nx)
-    blk_k = np.ascontiguousarray(blk_k, dtype=np.int64)
-    blk_f = np.ascontiguousarray(blk_f, dtype=np.float64)
+    var0T, _ = _variance_floor(rn, dark, background, (ny, nx), "extract")
+    geom = _trace_geometry(sel, profile, cen, xfull, half)
+    prof = geom[1]
     rejT = np.zeros((ny, nx), dtype=np.bool_)
     nmax = int(max_reject) if reject else 0
     single_optimal = optimal and not fit_joint
     flux, fvar, box, bvar, m1, m2, pcov, nrej, status = _k._extract(
-        dataT,
-        varT,
-        var0T,
-        goodT,
-        cen,
-        prof,
-        blk_k,
-        blk_f,
-        grid0,
-        gstep,
-        half,
-        single_optimal,
-        int(n_iter),
-        float(kappa),
-        nmax,
-        rejT,
+        dataT, varT, var0T, goodT, *geom, single_optimal, int(n_iter), float(kappa), nmax, rejT
     )
     contam = own = None
     if fit_joint:
         # traces off the frame or outside x_valid (box status) keep their place in the fit but report NaN
         flux, fvar, pcov, contam, own, nrej, jstatus = _k._joint_extract(
-            dataT,
-            var0T,
-            goodT,
-            cen,
-            prof,
-            blk_k,
-            blk_f,
-            grid0,
-            gstep,
-            half,
-            int(n_iter),
-            float(kappa),
-            nmax,
-            rejT,
+            dataT, var0T, goodT, *geom, int(n_iter), float(kappa), nmax, rejT
         )
         edge = (status & (_k.ST_EDGE | _k.ST_NO_WEIGHT)) != 0
         status |= jstatus if optimal else 0
@@ -419,22 +406,10 @@ def trace_model(
     meta = getattr(frame, "meta", None)
     cen, xfull = _window_centers(sel, (ny, nx), meta)
     rn = _read_noise(frame, read_noise)
-    var0T = np.full((1, 1), rn * rn)
-    if background is not None:
-        bkg = np.asarray(background, dtype=np.float64)
-        if bkg.shape != (ny, nx):
-            msg = f"trace_model: background must have the frame's shape {(ny, nx)}, got {bkg.shape}"
-            raise InvalidParameterError(msg)
+    var0T, bkg = _variance_floor(rn, 0.0, background, (ny, nx), "trace_model")
+    if bkg is not None:
         dataT = np.ascontiguousarray(dataT - bkg)
-        var0T = np.ascontiguousarray(rn * rn + np.maximum(bkg, 0.0))
-    prof = np.ascontiguousarray(profile.for_traces(sel))
-    grid0, gstep = _grid(profile)
-    blk_k, blk_f = profile.block_weights(xfull)
-    blk_k = np.ascontiguousarray(blk_k, dtype=np.int64)
-    blk_f = np.ascontiguousarray(blk_f, dtype=np.float64)
+    geom = _trace_geometry(sel, profile, cen, xfull, 0.5 * sel.box_height)
     rej = np.zeros((ny, nx), dtype=np.bool_)
-    flux = _k._joint_extract(
-        dataT, var0T, goodT, cen, prof, blk_k, blk_f, grid0, gstep, 0.5 * sel.box_height, int(n_iter),
-        float(kappa), 4, rej,
-    )[0]  # fmt: skip
-    return _k._render_model(ny, cen, flux, prof, blk_k, blk_f, grid0, gstep)
+    flux = _k._joint_extract(dataT, var0T, goodT, *geom, int(n_iter), float(kappa), 4, rej)[0]
+    return _k._render_model(ny, cen, flux, *geom[1:6])
