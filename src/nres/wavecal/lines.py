@@ -58,8 +58,15 @@ def _background(data, size):
 
 
 def _candidates(data, variance, bad, threshold, half_window):
-    """(row, pixel) of peaks: maxima of the 3-px mean, max within +-2 px, S/N above threshold."""
-    background = _background(np.where(bad, np.nan_to_num(data), data), 8 * half_window + 1)
+    """(row, pixel) of peaks: maxima of the 3-px mean, max within +-2 px, S/N above threshold.
+
+    Bad pixels are replaced by the background before smoothing: scipy's running mean is a moving
+    sum, so one NaN (a masked pixel, the part of a partial order outside the window) would make
+    every later pixel of the row NaN and hide all the lines after it.
+    """
+    fill = bad | ~np.isfinite(data)
+    background = _background(np.where(fill, np.nan_to_num(data), data), 8 * half_window + 1)
+    data = np.where(fill, background, data)
     smooth = ndimage.uniform_filter1d(data, 3, axis=-1, mode="nearest")
     local = ndimage.maximum_filter1d(smooth, 5, axis=-1, mode="nearest")
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -154,6 +161,10 @@ def find_lines(
     sat2 = (flag2 & np.uint16(Flag.SATURATED | Flag.BLEED)) != 0
     bad2 = np.asarray(spec.mask)[fidx].reshape(nf * no, nx) | ~np.isfinite(data2) | ~(var2 > 0)
     other_bad = bad2 & ~sat2
+    # non-finite pixels (extracted columns with no weight, e.g. flagged dead columns) are zeroed:
+    # scipy's running-sum filters in _candidates would carry one NaN along the rest of the row and
+    # lose every line after it. They stay bad (zero weight; ORDER_EDGE for a line over them).
+    data2 = np.where(np.isfinite(data2), data2, 0.0)
     rows, cols, background, snr = _candidates(data2, var2, other_bad, float(threshold), half_window)
     if opts["centroid"] == "idl3pt":
         catalog = thar_catalog(data2, threshold=float(idl_threshold))
