@@ -161,9 +161,9 @@ def find_lines(
     sat2 = (flag2 & np.uint16(Flag.SATURATED | Flag.BLEED)) != 0
     bad2 = np.asarray(spec.mask)[fidx].reshape(nf * no, nx) | ~np.isfinite(data2) | ~(var2 > 0)
     other_bad = bad2 & ~sat2
-    # non-finite pixels (extracted columns with no weight, e.g. flagged dead columns) are zeroed:
-    # scipy's running-sum filters in _candidates would carry one NaN along the rest of the row and
-    # lose every line after it. They stay bad (zero weight; ORDER_EDGE for a line over them).
+    # non-finite pixels (extracted columns with no weight, e.g. flagged dead columns) are zeroed for
+    # the legacy catalogue and the fits' starting parabola (_candidates fills them with the
+    # background); they stay bad (zero weight; ORDER_EDGE for a line over them).
     data2 = np.where(np.isfinite(data2), data2, 0.0)
     rows, cols, background, snr = _candidates(data2, var2, other_bad, float(threshold), half_window)
     if opts["centroid"] == "idl3pt":
