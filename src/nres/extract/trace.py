@@ -426,25 +426,16 @@ def find_traces(
         span = (cols >= xb[ok][0] - _BIN) & (cols <= xb[ok][-1] + _BIN)
         valid[i] = span
         init[i, span] = p(cols[span])
-    coef, used, rms, _ = _measure(
-        data, var, good, init, valid, degree=degree, n_iter=n_iter, clip=clip, max_halfwidth=max_halfwidth
-    )
+    # the fit settings and the frame geometry of both passes (blind, then merged order ends)
+    fit = {"degree": degree, "n_iter": n_iter, "clip": clip, "max_halfwidth": max_halfwidth}
+    shape = {"ny": ny, "degree": degree, "box_height": box_height}
+    coef, used, rms, _ = _measure(data, var, good, init, valid, **fit)
     keep = used.sum(axis=1) >= max(degree + 1, min(min_length, nx) // 2)
-    meta = {"NRESSTEP": "find_traces"}
+    n_kept = int(keep.sum())
     traces = _to_traces(
-        coef[keep],
-        used[keep],
-        rms[keep],
-        nx,
-        y0,
-        x0,
-        ny=ny,
-        degree=degree,
-        orders=np.arange(int(keep.sum())),
-        fibers=np.full(int(keep.sum()), -1),
-        box_height=box_height,
-        meta=meta,
-    )
+        coef[keep], used[keep], rms[keep], nx, y0, x0, **shape, orders=np.arange(n_kept),
+        fibers=np.full(n_kept, -1), meta={"NRESSTEP": "find_traces"},
+    )  # fmt: skip
     if identify:
         if reference is None:
             site = site if site is not None else (flat.meta or {}).get("SITEID")
@@ -460,31 +451,11 @@ def find_traces(
             xf = np.arange(nx) + x0
             init = traces.center(xf) - y0
             valid = traces.valid(xf) & (init >= 0) & (init <= ny - 1)
-            coef, used, rms, _ = _measure(
-                data,
-                var,
-                good,
-                init,
-                valid,
-                degree=degree,
-                n_iter=n_iter,
-                clip=clip,
-                max_halfwidth=max_halfwidth,
-            )
+            coef, used, rms, _ = _measure(data, var, good, init, valid, **fit)
             traces = _to_traces(
-                coef,
-                used,
-                rms,
-                nx,
-                y0,
-                x0,
-                ny=ny,
-                degree=degree,
-                orders=traces.orders,
-                fibers=traces.fibers,
-                box_height=box_height,
+                coef, used, rms, nx, y0, x0, **shape, orders=traces.orders, fibers=traces.fibers,
                 meta=traces.meta,
-            )
+            )  # fmt: skip
     return traces
 
 
