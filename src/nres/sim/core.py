@@ -411,36 +411,28 @@ def simulate(
         frame.meta, "nres.sim.simulate", obstype=obstype, seed=seed, raw=raw, noiseless=noiseless
     )
 
-    truth = _truth(
-        obstype,
-        site,
-        seed,
-        (y0, y1, x0, x1),
-        x,
-        geo,
-        idx,
-        in_window[idx],
-        cen,
-        sig,
-        flux,
-        wl,
-        blz,
-        cfg,
-        line_list,
-        used,
-        z_star,
-        z_b,
-        meter_mjd,
-        zb_t,
-        meter_flux,
-        template,
-        cr_hit,
-        bled,
-        scat,
-        drift,
-        exptime,
-        gain,
-        read_noise,
+    lines_used = _lines_used(used, line_list)
+    truth = Truth(
+        obstype=obstype,
+        site=site,
+        seed=int(seed),
+        window=(y0, y1, x0, x1),
+        x=x,
+        **_trace_truth(geo, idx, in_window[idx], cen, sig, flux, wl, blz, cfg),
+        line_list=line_list if lines_used is not None else None,
+        lines_used=lines_used,
+        z_star=z_star,
+        z_b=z_b,
+        z_obs=float((1 + z_star) / (1 + z_b) - 1),
+        mjd=meter_mjd,
+        z_b_samples=zb_t,
+        flux_history=meter_flux,
+        template=template,
+        cosmic_rays=cr_hit,
+        bleed=bled,
+        scattered_light=scat,
+        drift=drift,
+        meta={"exptime": exptime, "gain": gain, "read_noise": read_noise, "config": asdict(cfg)},
     )
     return frame, truth
 
@@ -481,37 +473,10 @@ def _header(obstype, site, telescop, camera, mjd, exptime, fibers, gain, read_no
     }
 
 
-def _truth(
-    obstype,
-    site,
-    seed,
-    win,
-    x,
-    geo,
-    idx,
-    in_window,
-    cen,
-    sig,
-    flux,
-    wl,
-    blz,
-    cfg,
-    line_list,
-    used,
-    z_star,
-    z_b,
-    meter_mjd,
-    zb_t,
-    meter_flux,
-    template,
-    cr_hit,
-    bled,
-    scat,
-    drift,
-    exptime,
-    gain,
-    rn,
-):
+def _trace_truth(geo, idx, in_window, cen, sig, flux, wl, blz, cfg):
+    """Truth fields of the rendered traces ``geo[idx]`` that reach the window (``in_window``): their
+    orders, fibers, light centroids and profile parameters, the expected electrons, wavelengths
+    and blaze per (fiber, order, pixel), and the geometry."""
     keep = np.flatnonzero(in_window)
     orders_t, fibers_t = geo.orders[idx][keep], geo.fibers[idx][keep]
     # mean of the split normal core (the wing is symmetric): c + (1 - f) sqrt(2 / pi) (s_r - s_l). The
@@ -521,20 +486,11 @@ def _truth(
         cen[keep] + (1.0 - cfg.wing_fraction) * np.sqrt(2.0 / np.pi) * 2.0 * cfg.profile_asymmetry * sig[keep]
     )
     s_orders = np.unique(orders_t)
-    s_fibers = np.array([0, 1, 2])
-    shape = (3, s_orders.size, x.size)
+    shape = (3, s_orders.size, flux.shape[1])
     expected, wave, blaze = np.zeros(shape), np.full(shape, np.nan), np.zeros(shape)
     for t in keep:
         f, o = int(geo.fibers[idx][t]), int(np.searchsorted(s_orders, geo.orders[idx][t]))
         expected[f, o], wave[f, o], blaze[f, o] = flux[t], wl[t], blz[t]
-    lines_used = None
-    if used:
-        cols = [np.concatenate(c) for c in zip(*used, strict=True)]
-        lines_used = QTable()
-        lines_used["fiber"], lines_used["order"] = cols[0].astype(np.int64), cols[1].astype(np.int64)
-        lines_used["wavelength"] = line_list["wavelength"][cols[2]]
-        lines_used["x"], lines_used["electrons"] = cols[3], cols[4]
-        lines_used["list_index"] = cols[2].astype(np.int64)
     geometry = {
         "traces": geo,
         "trace_shift": cfg.trace_shift,
@@ -550,35 +506,30 @@ def _truth(
         "half": cfg.profile_half,
         "lsf_sigma": cfg.lsf_sigma,
     }
-    return Truth(
-        obstype=obstype,
-        site=site,
-        seed=int(seed),
-        window=win,
-        x=x,
-        orders=orders_t,
-        fibers=fibers_t,
-        centers=centres,
-        profile_sigma=sig[keep],
-        profile=profile,
-        spectrum_fibers=s_fibers,
-        spectrum_orders=s_orders,
-        expected=expected,
-        wavelength=wave * u.nm,
-        blaze=blaze,
-        line_list=line_list if lines_used is not None else None,
-        lines_used=lines_used,
-        z_star=z_star,
-        z_b=z_b,
-        z_obs=float((1 + z_star) / (1 + z_b) - 1),
-        mjd=meter_mjd,
-        z_b_samples=zb_t,
-        flux_history=meter_flux,
-        template=template,
-        cosmic_rays=cr_hit,
-        bleed=bled,
-        scattered_light=scat,
-        drift=drift,
-        geometry=geometry,
-        meta={"exptime": exptime, "gain": gain, "read_noise": rn, "config": asdict(cfg)},
-    )
+    return {
+        "orders": orders_t,
+        "fibers": fibers_t,
+        "centers": centres,
+        "profile_sigma": sig[keep],
+        "profile": profile,
+        "spectrum_fibers": np.array([0, 1, 2]),
+        "spectrum_orders": s_orders,
+        "expected": expected,
+        "wavelength": wave * u.nm,
+        "blaze": blaze,
+        "geometry": geometry,
+    }
+
+
+def _lines_used(used, line_list):
+    """QTable of the ThAr lines rendered (``used``: per trace (fiber, order, list row, x, electrons)
+    arrays), or None when there were none."""
+    if not used:
+        return None
+    cols = [np.concatenate(c) for c in zip(*used, strict=True)]
+    lines_used = QTable()
+    lines_used["fiber"], lines_used["order"] = cols[0].astype(np.int64), cols[1].astype(np.int64)
+    lines_used["wavelength"] = line_list["wavelength"][cols[2]]
+    lines_used["x"], lines_used["electrons"] = cols[3], cols[4]
+    lines_used["list_index"] = cols[2].astype(np.int64)
+    return lines_used
