@@ -5,18 +5,8 @@ Public API: :func:`process_ccd` (one fused numba pass) and its individual steps,
 the selection rules in :mod:`nres.calib.select`.
 """
 
-from . import select
-from .ccd import (
-    ccd_parameters,
-    flag_pixels,
-    gain_correct,
-    make_variance,
-    process_ccd,
-    subtract_bias,
-    subtract_dark,
-    subtract_overscan,
-    trim,
-)
+from . import ccd, select
+from .ccd import *  # noqa: F403 -- the CCD steps, listed once in ccd.__all__
 from .cosmic import flag_cosmic_rays
 from .groups import fiber_state, group_by_fiber_state
 from .overscan import OVERSCAN_MODES, overscan_level
@@ -24,15 +14,7 @@ from .sections import parse_section
 from .stack import MIN_FRAMES, STACK_METHODS, stack
 
 __all__ = [
-    "process_ccd",
-    "ccd_parameters",
-    "subtract_overscan",
-    "trim",
-    "gain_correct",
-    "subtract_bias",
-    "make_variance",
-    "subtract_dark",
-    "flag_pixels",
+    *ccd.__all__,
     "overscan_level",
     "OVERSCAN_MODES",
     "parse_section",
