@@ -166,7 +166,7 @@ def _ccf_hdu(rv):
     """SPECXCOR: the CCF on a uniform lag grid (km/s) with the original's linear WCS cards."""
     if rv is None or rv.ccf is None or not len(rv.ccf):
         hdu = fits.ImageHDU(name="SPECXCOR")
-        hdu.header["E91NOTE"] = ("no RV measured: no cross-correlation", "nres")
+        hdu.header["E91NOTE"] = "no RV measured: no cross-correlation"
         return hdu
     v = u.Quantity(rv.ccf["velocity"][0], u.m / u.s).to_value(u.km / u.s).astype(np.float64)
     c = np.asarray(rv.ccf["ccf"][0], dtype=np.float64)
@@ -238,23 +238,27 @@ def _card(value):
 
 
 def _rv_cards(header, rv, summary):
+    """RCC..PLDP. BJD: the RV's, else a numeric BJD card already in ``header``, else NaN."""
     nan = float("nan")
+    rcc = widcc = ampcc = rvcc = bjd = nan
     if rv is not None:
         meta = rv.meta
-        c, fwhm = np.array([nan]), nan
         if rv.ccf is not None and len(rv.ccf):
+            v = u.Quantity(rv.ccf["velocity"][0], u.m / u.s).to_value(u.m / u.s)
             c = np.asarray(rv.ccf["ccf"][0], float)
+            ok = np.isfinite(v) & np.isfinite(c)
+            if ok.any():  # the CCF at the measured velocity: its peak (template/ccf) or trough (mask)
+                ampcc = float(np.interp(rv.rv_observed.to_value(u.m / u.s), v[ok], c[ok]))
             if "fwhm" in rv.ccf.colnames:
-                fwhm = float(u.Quantity(rv.ccf["fwhm"][0], u.m / u.s).to_value(u.km / u.s))
-        # the original's Stage A numbers when the RV ran it (block_engine="idl"), else their
-        # counterparts: z_obs, the CCF's Gaussian FWHM and its peak height
+                widcc = float(u.Quantity(rv.ccf["fwhm"][0], u.m / u.s).to_value(u.km / u.s))
+        # the original's Stage A numbers when the RV ran it (block_engine="idl"), else z_obs
         rcc = meta.get("rcc", rv.rv_observed.to_value(u.m / u.s) / C_M_S)
-        widcc = meta.get("widcc", fwhm)
-        ampcc = meta.get("ampcc", float(np.nanmax(c)) if np.isfinite(c).any() else nan)
+        widcc, ampcc = meta.get("widcc", widcc), meta.get("ampcc", ampcc)
         rvcc = rv.rv.to_value(u.km / u.s)
-        bjd = nan if rv.bjd_tdb is None else rv.bjd_tdb.tdb.jd
-    else:
-        rcc = widcc = ampcc = rvcc = bjd = nan
+        if rv.bjd_tdb is not None:
+            bjd = rv.bjd_tdb.tdb.jd
+    if not np.isfinite(bjd) and isinstance(header.get("BJD"), int | float):
+        bjd = float(header["BJD"])
     cards = (
         ("RCC", rcc, "Cross-Corr redshift"),
         ("WIDCC", widcc, "Cross-Corr width (km/s)"),
@@ -316,7 +320,8 @@ def write_e91(
         the measurement fitted blocks (``method="blocks"``), RVBLOCKFIT. Without it (or without
         blocks) those values are NaN and a header card ``E91NOTE`` says why.
     header : astropy.io.fits.Header or dict, optional
-        Cards added to (or replacing) those of ``spec.meta`` in the primary header.
+        Cards added to (or replacing) those of ``spec.meta`` in the primary header; a numeric
+        ``BJD`` there is kept when ``rv`` has no ``bjd_tdb`` (the TARGET recipe passes its own).
     fiber : {0, 2}, optional
         Star fiber; default the spectrum's only fiber other than 1.
     nblock : int
@@ -360,7 +365,7 @@ def write_e91(
         primary[f"AMPFL{digit}{j:02d}"] = (_card(a), "Flat amplitude subtracted, by order")
     _rv_cards(primary, rv, summary)
     if flat_note:
-        primary["E91NOTE"] = (flat_note, "nres")
+        primary["E91NOTE"] = flat_note
     record_provenance(primary, "nres.pipeline.write_e91", fiber=star, nblock=nblock_out, block_source=source)
     images = {**planes, "WAVESPEC": lam[fs, rows], "WAVETHAR": lam[ft, rows]}
     if compress is None:
@@ -397,7 +402,7 @@ def _block_hdu(blocks, nord, source, note):
     hdu.header.comments[f"TTYPE{len(BLOCK_COLUMNS) + 1}"] = "block index"
     hdu.header.comments[f"TTYPE{len(BLOCK_COLUMNS) + 2}"] = "order index"
     hdu.header["BLKSRC"] = (source, "block fit: idl, nres or none (nres)")
-    hdu.header["E91NOTE"] = (note[:68], "nres")
+    hdu.header["E91NOTE"] = note  # a long string continues on CONTINUE cards
     return hdu
 
 
@@ -534,6 +539,7 @@ def read_e91(path) -> E91Product:
             if arr.shape != shape:
                 raise InvalidInputFileError(path, f"{ext} has shape {arr.shape}; SPECRAW has {shape}")
         xcor = hdul["SPECXCOR"]
+        xcor_header = xcor.header.copy()
         ccf = None
         if xcor.data is not None and xcor.data.size:
             for key in ("CRVAL1", "CDELT1"):
@@ -591,7 +597,7 @@ def read_e91(path) -> E91Product:
     }
     rv["RVCC"] = _header_float(header, "RVCC") * u.km / u.s
     rv["WIDCC"] = _header_float(header, "WIDCC") * u.km / u.s
-    notes = tuple(str(h.get("E91NOTE")) for h in (header, block_header) if h.get("E91NOTE"))
+    notes = tuple(str(h["E91NOTE"]) for h in (header, xcor_header, block_header) if h.get("E91NOTE"))
     return E91Product(
         spectrum=spectrum(("SPECRAW", "THARRAW"), (star, 1), ("WAVESPEC", "WAVETHAR"), data_unit),
         flat_fielded=spectrum(

@@ -410,7 +410,10 @@ def reduce_target(path, calibrations, options):
     if options.get("e91", False):  # the original's 10-HDU archive layout, <raw stem e00 -> e91>.fits
         from .e91 import write_e91
 
-        products.append(write_e91(product_path(path, "e91", out_dir, rlevel=91), spec, rv=rv, fiber=fiber))
+        bjd = {"BJD": qc["bjd_tdb"]} if "bjd_tdb" in qc else None  # rv.bjd_tdb is None when z_b is given
+        products.append(
+            write_e91(product_path(path, "e91", out_dir, rlevel=91), spec, rv=rv, fiber=fiber, header=bjd)
+        )
     if summary_paths:
         from .plots import summary_figure
 
