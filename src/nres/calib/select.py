@@ -120,20 +120,7 @@ def candidate_calibrations(
     return out.sort_values("dt_days", kind="stable")
 
 
-def select_calibration(
-    table,
-    *,
-    obstype: str,
-    mjd_obs: float,
-    instrument: str,
-    camera: str,
-    fiber_state: str | None = None,
-    binning: str | None = None,
-    only_older: bool = False,
-    max_age: float | None = None,
-    rule: str | None = None,
-    legacy: bool = False,
-) -> dict:
+def select_calibration(table, *, rule: str | None = None, legacy: bool = False, **query) -> dict:
     """The calibration to use for a frame.
 
     Same type, instrument, camera (and fiber state / binning when given), not flagged bad,
@@ -147,12 +134,13 @@ def select_calibration(
     table : astropy.table.Table or pandas.DataFrame
         Available calibrations (columns in the module docstring; ``nframes`` needed by
         ``rule="idl"``).
-    obstype, mjd_obs, instrument, camera, fiber_state, binning, only_older, max_age
-        As :func:`candidate_calibrations`.
     rule : {"nearest", "idl"}, optional
         "nearest" (default) or, legacy, the original's master preference (above).
     legacy : bool
         Shorthand for ``rule="idl"``.
+    **query
+        ``obstype, mjd_obs, instrument, camera`` (required) and ``fiber_state, binning,
+        only_older, max_age``: the keywords of :func:`candidate_calibrations`, passed on to it.
 
     Returns
     -------
@@ -167,25 +155,16 @@ def select_calibration(
         A required column is missing (``nframes`` for ``rule="idl"``) or ``rule`` is unknown.
     """
     opt = _legacy.resolve(_SELECT, legacy, rule=rule)["rule"]
-    cand = candidate_calibrations(
-        table,
-        obstype=obstype,
-        mjd_obs=mjd_obs,
-        instrument=instrument,
-        camera=camera,
-        fiber_state=fiber_state,
-        binning=binning,
-        only_older=only_older,
-        max_age=max_age,
-    )
+    cand = candidate_calibrations(table, **query)
     if cand.empty:
-        what = f"obstype={obstype!r}, instrument={instrument!r}, camera={camera!r}"
-        if fiber_state is not None:
-            what += f", fiber_state={fiber_state!r}"
-        if binning is not None:
-            what += f", binning={binning!r}"
-        when = f"mjd_obs={mjd_obs}" + (", only older" if only_older else "")
-        when += "" if max_age is None else f", max_age={max_age} d"
+        q = dict.fromkeys(("fiber_state", "binning", "only_older", "max_age")) | query
+        what = f"obstype={q['obstype']!r}, instrument={q['instrument']!r}, camera={q['camera']!r}"
+        if q["fiber_state"] is not None:
+            what += f", fiber_state={q['fiber_state']!r}"
+        if q["binning"] is not None:
+            what += f", binning={q['binning']!r}"
+        when = f"mjd_obs={q['mjd_obs']}" + (", only older" if q["only_older"] else "")
+        when += "" if q["max_age"] is None else f", max_age={q['max_age']} d"
         msg = f"no usable calibration for {what} ({when}) among {len(_frame(table))} rows"
         raise MissingCalibrationError(msg)
     if opt == "idl":
