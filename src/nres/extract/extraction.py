@@ -58,6 +58,17 @@ def _select(traces, frame, fibers):
     return sel
 
 
+def _frame_traces(frame, traces, fibers, name):
+    """What every extraction method starts from: the selected traces (:func:`_select`), the frame's
+    data, variance and good pixels ((ny, nx) float64/bool), its meta, and the traces' centres in
+    window rows (n, nx; NaN outside x_valid) with the full-detector x of the columns."""
+    sel = _select(traces, frame, fibers)
+    data, var, good = _frame_arrays(frame, f"{name}: frame")
+    meta = getattr(frame, "meta", None)
+    cen, xfull = _window_centers(sel, data.shape, meta)
+    return sel, data, var, good, meta, cen, xfull
+
+
 def _grid(profile):
     dy = profile.dy
     if dy.size < 2:
@@ -227,11 +238,8 @@ def extract(
     # the joint fit runs for optimal extraction, and for box extraction given a profile (to remove
     # the neighbours' light from the aperture)
     fit_joint = bool(joint) and profile is not None
-    sel = _select(traces, frame, fibers)
-    dataT, varT, goodT = _frame_arrays(frame, "extract: frame")
+    sel, dataT, varT, goodT, meta, cen, xfull = _frame_traces(frame, traces, fibers, "extract")
     ny, nx = dataT.shape
-    meta = getattr(frame, "meta", None)
-    cen, xfull = _window_centers(sel, (ny, nx), meta)
     half = 0.5 * sel.box_height
     rn = _read_noise(frame, read_noise) if (optimal or fit_joint) else 0.0
     var0T, _ = _variance_floor(rn, dark, background, (ny, nx), "extract")
@@ -400,11 +408,8 @@ def trace_model(
     if not isinstance(profile, Profiles):
         msg = "trace_model: profile must be a Profiles (see nres.extract.measure_profiles)"
         raise InvalidParameterError(msg)
-    sel = _select(traces, frame, fibers)
-    dataT, _, goodT = _frame_arrays(frame, "trace_model: frame")
+    sel, dataT, _, goodT, _, cen, xfull = _frame_traces(frame, traces, fibers, "trace_model")
     ny, nx = dataT.shape
-    meta = getattr(frame, "meta", None)
-    cen, xfull = _window_centers(sel, (ny, nx), meta)
     rn = _read_noise(frame, read_noise)
     var0T, bkg = _variance_floor(rn, 0.0, background, (ny, nx), "trace_model")
     if bkg is not None:

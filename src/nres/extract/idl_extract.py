@@ -52,7 +52,7 @@ from ..flags import FLAG_DTYPE, Flag
 from ..provenance import record_provenance
 from ..spectrum import EchelleSpectrum
 from . import _extract_kernels as _k
-from .profiles import Profiles, _frame_arrays, _window_centers
+from .profiles import Profiles
 
 __all__ = ["IDLExtraction", "extract_idl", "dymedian", "idl_round", "idl_median", "LEGACY_OPTIONS"]
 
@@ -368,13 +368,10 @@ def extract_idl(
         msg = "extract(method='idl'): needs profile=Profiles (from nres.io.idl_trace_fits.read_idl_trace "
         msg += "or measure_profiles)"
         raise InvalidParameterError(msg)
-    from .extraction import _select  # the lit-fiber rule is shared with the other methods
+    from .extraction import _frame_traces  # the lit-fiber rule is shared with the other methods
 
-    sel = _select(traces, frame, fibers)
-    data, var, good = _frame_arrays(frame, "extract(method='idl'): frame")
+    sel, data, var, good, meta, cen, xfull = _frame_traces(frame, traces, fibers, "extract(method='idl')")
     ny, nx = data.shape
-    meta = getattr(frame, "meta", None)
-    cen, xfull = _window_centers(sel, (ny, nx), meta)
     w = int(np.ceil(sel.box_height))
     fib_ids = np.unique(sel.fibers)
     ord_ids = np.unique(sel.orders)
