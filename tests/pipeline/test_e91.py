@@ -362,6 +362,9 @@ def test_bad_files(tmp_path):
     spec = _spectrum()
     with pytest.raises(InvalidParameterError, match="fibers 0 .star. and 1"):
         write_e91(tmp_path / "w.fits", spec.select(fibers=[0]), fiber=0)
+    with pytest.raises(InvalidParameterError, match="electrons"):
+        adu = EchelleSpectrum(spec.data * u.adu, wavelength=spec.wavelength, orders=ORDERS, fibers=[0, 1])
+        write_e91(tmp_path / "w.fits", adu)
     with pytest.raises(InvalidParameterError, match="wavelengths"):
         write_e91(tmp_path / "w.fits", EchelleSpectrum(spec.data, orders=ORDERS, fibers=[0, 1]))
     gaps = EchelleSpectrum(spec.data, wavelength=spec.wavelength, orders=ORDERS, fibers=[0, 1],

@@ -5,7 +5,7 @@ HDUs, every image (n_order, n_x) in numpy (FITS NAXIS1 = n_x, NAXIS2 = n_order):
 
 ==  ============  ==========================================================================
 0   PRIMARY       header only: the observation, ``OBJECTS``, ``FIB0``, ``NORD``, ``NX``, ``NBLOCK``,
-                  ``AMPFLfoo``, the RV numbers ``RCC``, ``WIDCC``, ``AMPCC``, ``RVCC``, ``BJD``,
+                  ``AMPFL<f><oo>``, the RV numbers ``RCC``, ``WIDCC``, ``AMPCC``, ``RVCC``, ``BJD``,
                   ``ZBLKAVG``, ``ZBLKMED``, ``ZBLKERR``, ``PLDP``
 1   SPECRAW       star fiber, extracted (float32)
 2   SPECFLAT      star fiber, flat-fielded: extracted / blaze (float32)
@@ -87,7 +87,6 @@ BLOCK_COLUMNS = {
 ORD0 = 52
 #: Orders of a full NRES frame (52..118).
 NORD_FULL = 67
-_C_KM_S = C_M_S / 1e3
 _MIN_BLAZE = 0.01  # SPECFLAT is 0 where the blaze is not above this (nres.extract.flat_correct's rule)
 _IMAGE_EXTS = E91_EXTENSIONS[:7]
 
@@ -295,7 +294,7 @@ def _primary_header(spec, header, *, star, orders, x0, nx, nblock):
     out["NX"] = (int(nx), "Number of pix along dispersion per order")
     out["ORDERS"] = (",".join(str(int(m)) for m in orders), "physical order m of each row (nres)")
     out["NRESX0"] = (int(x0), "full-detector x of column 0 (nres)")
-    out["BUNIT"] = ("electron", "unit of SPECRAW..THARFLAT (the original: ADU)")
+    out["BUNIT"] = ("electron", "SPECRAW, SPECBLAZE, THARRAW (the original: ADU)")
     out["WAVMED"] = ("vacuum", "WAVESPEC/WAVETHAR medium (frame: topocentric)")
     return out
 
@@ -338,13 +337,14 @@ def write_e91(
     Raises
     ------
     InvalidParameterError
-        No wavelengths, a missing star or ThAr fiber, non-contiguous columns, non-finite
-        wavelengths where data are unmasked.
+        Data not in electrons, no wavelengths, a missing star or ThAr fiber, non-contiguous columns.
     """
     from ..spectrum import EchelleSpectrum
 
     if not isinstance(spec, EchelleSpectrum):
         raise InvalidParameterError(f"spec: expected an EchelleSpectrum, got {type(spec).__name__}")
+    if spec.unit != u.electron:
+        raise InvalidParameterError(f"spec: expected extracted data in electrons, got {spec.unit}")
     if spec.wavelength is None:
         raise InvalidParameterError(
             "spec: the e91 layout needs wavelengths (WAVESPEC/WAVETHAR); apply a solution"
@@ -435,6 +435,8 @@ class E91Product:
     unit : str
         ``"electron"`` (nres) or ``"adu"`` (the original).
     path : str
+    notes : tuple of str
+        The files' ``E91NOTE`` cards (nres: why a part is NaN or empty).
     """
 
     spectrum: object
