@@ -25,7 +25,7 @@ from .doppler import (
     flux_weighted,
     mean_doppler_factor,
 )
-from .geometry import profile_sigma, transform_traces, wavelength_offset
+from .geometry import profile_sigma, transform_traces, true_wavelength
 from .scattered import interpolate_grid, scattered_light
 from .sources import blaze_function, line_brightness, tungsten_sed
 from .star import StellarSpectrum
@@ -120,8 +120,9 @@ def _lit(obstype, fibers):
 
 
 def _model_wavelength(model, x, order, fiber, y, cfg, drift):
-    dx = wavelength_offset(x, y, distortion=cfg.distortion, lateral_colour=cfg.lateral_colour, drift=drift)
-    return model.wavelength(np.asarray(x, dtype=float) - dx, int(order), int(fiber)).to_value(u.nm)
+    return true_wavelength(
+        model, x, y, order, fiber, distortion=cfg.distortion, lateral_colour=cfg.lateral_colour, drift=drift
+    )
 
 
 def _thar_lines(line_list, wl_ext, x_ext, thar_level, scale):

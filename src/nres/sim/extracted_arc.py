@@ -8,6 +8,8 @@ same geometry as the 2-D simulator, so the 2-D and extracted truths agree.
 
 from __future__ import annotations
 
+import functools
+
 import astropy.units as u
 import numpy as np
 from astropy.nddata import VarianceUncertainty
@@ -17,7 +19,7 @@ from ..errors import InvalidParameterError
 from ..flags import Flag, empty_flags
 from ._kernels import line_spectrum
 from .config import SimConfig
-from .geometry import transform_traces, wavelength_offset
+from .geometry import transform_traces, true_wavelength
 from .sources import blaze_function, line_brightness
 from .truth import Truth
 
@@ -135,6 +137,7 @@ def simulate_extracted_arc(
     xf = x.astype(float)
     y = _trace_heights(site, fibers, orders, x, cfg)
     amp_d, amp_c = (cfg.distortion, cfg.lateral_colour) if distortion else (0.0, 0.0)
+    wave = functools.partial(true_wavelength, model, distortion=amp_d, lateral_colour=amp_c, drift=drift)
 
     lam = lines["wavelength"].to_value(u.nm)
     bright = line_brightness(lines)
@@ -147,12 +150,9 @@ def simulate_extracted_arc(
     xg = np.arange(-30.0, NX_DETECTOR + 30.0, 0.25)
     for i, f in enumerate(fibers):
         for j, m in enumerate(orders):
-            yg = np.interp(xg, xf, y[i, j])
-            dx = wavelength_offset(xg, yg, distortion=amp_d, lateral_colour=amp_c, drift=drift)
-            wg = model.wavelength(xg - dx, int(m), f).to_value(u.nm)
+            wg = wave(xg, np.interp(xg, xf, y[i, j]), m, f)
             # exact per-pixel truth (the fine grid only places the lines)
-            dxp = wavelength_offset(xf, y[i, j], distortion=amp_d, lateral_colour=amp_c, drift=drift)
-            wl[i, j] = model.wavelength(xf - dxp, int(m), f).to_value(u.nm)
+            wl[i, j] = wave(xf, y[i, j], m, f)
             centre = model.blaze_wavelength(int(m)).to_value(u.nm)
             blz[i, j] = blaze_function(wl[i, j], int(m), centre)
             inside = np.flatnonzero((lam > wg[0]) & (lam < wg[-1]) & (bright > 0))
@@ -162,18 +162,8 @@ def simulate_extracted_arc(
             # refine the positions by Newton steps on the exact map (interpolation error ~1e-6 px)
             for _ in range(2):
                 h = 1e-3
-                dxl = wavelength_offset(
-                    xl, np.interp(xl, xf, y[i, j]), distortion=amp_d, lateral_colour=amp_c, drift=drift
-                )
-                w0 = model.wavelength(xl - dxl, int(m), f).to_value(u.nm)
-                dxh = wavelength_offset(
-                    xl + h,
-                    np.interp(xl + h, xf, y[i, j]),
-                    distortion=amp_d,
-                    lateral_colour=amp_c,
-                    drift=drift,
-                )
-                w1 = model.wavelength(xl + h - dxh, int(m), f).to_value(u.nm)
+                w0 = wave(xl, np.interp(xl, xf, y[i, j]), m, f)
+                w1 = wave(xl + h, np.interp(xl + h, xf, y[i, j]), m, f)
                 xl = xl - (w0 - lam[inside]) / ((w1 - w0) / h)
             flux = flux_scale * bright[inside] * blaze_function(lam[inside], int(m), centre)
             row = np.zeros(x.size)

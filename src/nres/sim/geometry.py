@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import astropy.units as u
 import numpy as np
 
 from ..traces import Traces
 
-__all__ = ["transform_traces", "profile_sigma", "wavelength_offset", "CENTRE"]
+__all__ = ["transform_traces", "profile_sigma", "wavelength_offset", "true_wavelength", "CENTRE"]
 
 #: Detector centre (px) about which traces are rotated and scaled.
 CENTRE = 2047.5
@@ -63,3 +64,15 @@ def wavelength_offset(x, y, *, distortion: float, lateral_colour: float, drift=(
     cubic = distortion * (t**3 - 0.6 * t) * (1.0 + 0.5 * s)
     colour = lateral_colour * s * t
     return cubic + colour + drift[0] + drift[1] * t
+
+
+def true_wavelength(model, x, y, order, fiber, *, distortion: float, lateral_colour: float, drift=(0.0, 0.0)):
+    """True vacuum wavelength (nm, ndarray) at columns ``x`` of a trace at heights ``y``: the physical
+    model's (``model.wavelength(x, order, fiber)``) at ``x - dx``, dx from :func:`wavelength_offset`.
+
+    The one definition the 2-D frames, their scattered light and the extracted arcs share, so their
+    truths agree.
+    """
+    x = np.asarray(x, dtype=float)
+    dx = wavelength_offset(x, y, distortion=distortion, lateral_colour=lateral_colour, drift=drift)
+    return model.wavelength(x - dx, int(order), int(fiber)).to_value(u.nm)

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from . import _kernels
-from .geometry import wavelength_offset
+from .geometry import true_wavelength
 from .sources import blaze_function, line_brightness, tungsten_sed
 
 __all__ = ["scattered_light", "scattered_grid", "interpolate_grid", "CELL"]
@@ -44,8 +44,9 @@ def scattered_grid(traces, lit, model, cfg, *, scale, line_list, template_level)
         fiber, order = int(traces.fibers[t]), int(traces.orders[t])
         source = lit[fiber]
         y, yf = y_nodes[k], y_fine[k]
-        dx = wavelength_offset(xfine, yf, distortion=cfg.distortion, lateral_colour=cfg.lateral_colour)
-        wl = model.wavelength(xfine - dx, order, fiber).to_value(u.nm)
+        wl = true_wavelength(
+            model, xfine, yf, order, fiber, distortion=cfg.distortion, lateral_colour=cfg.lateral_colour
+        )
         centre = np.interp(2047.5, xfine, wl)
         blz = blaze_function(wl, order, centre)
         if source == "thar":
