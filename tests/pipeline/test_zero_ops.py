@@ -72,10 +72,12 @@ def night(tmp_path_factory):
     raw = truth_path.parent / "raw"
     truth = Table.read(truth_path)
     db = Database(f"sqlite:///{root / 'nres.sqlite'}")
+    # drift_correction pinned off: both exposures then share the TRIPLE's wavelength solution exactly,
+    # so the RV against the ZERO is tested to its photon error (the drift correction is tested apart)
     with ThreadPoolExecutor(2) as pool:
         reduce_night(
             raw, root / "reduced", db=db, executor=pool, template="simulated", min_frames=1, progress=False,
-            plot=False, write_2d=False,
+            plot=False, write_2d=False, drift_correction=False,
         )  # fmt: skip
     exposures = [r for r in truth if r["obstype"] == "TARGET"]
     assert len(exposures) == 2
@@ -104,32 +106,36 @@ def test_zero_written_and_registered(night):
         make_zero_from_products(db, target="HD 20794", out_dir=night["root"] / "zeros")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, open: against a ZERO built from one exposure of this 4-order window the second "
-    "exposure's RV comes out +2876 m/s (about 2 px) off while the first gives -16596 m/s; rv.measure "
-    "converges on a wrong solution (the earlier pass relied on the drift correction, now off by default)",
-)
 def test_target_rv_against_the_zero(night):
     """The second exposure reduced by the TARGET recipe with the calibrations the night driver gives
-    it (best ZERO included, no other template): barycentric RV vs the injected c z_star within
-    max(3 m/s, 4 sigma), sigma = photon error (data and ZERO variance) (+) the wavelength solution's
-    bound (a shared-arc error, as in test_night). Weak on this night: the bound is ~57 m/s and the
-    measured offset -35 m/s, which is the difference of the two exposures' drift corrections (-72
-    and -115 m/s measured; no drift is simulated). With drift_correction=False the RV against the
-    ZERO came out +2876 m/s off (rv.measure converging on a wrong solution) while exposure 1
-    against it gives -16596 m/s: open, reported to the rv/pipeline owners."""
+    it (best ZERO included, no other template): barycentric RV vs the injected c z_star within 4 sigma,
+    sigma = the reported photon error (data and ZERO variance). The ZERO comes from the first exposure,
+    its zero point is the injected RV, and both exposures have the same wavelength solution (asserted),
+    so the wavelength solution's error cancels: the photon error is the whole budget.
+
+    Regression: this gave +2876 m/s (the ZERO's knots outnumbered the pixels where the pixel step
+    exceeds its median, and the penalty-only samples rang to 250x the continuum next to a hot pixel:
+    the starting search locked 5 km/s off); then 0.26 m/s errors from two spikes common to both
+    exposures (a cosmic ray in the one-frame master dark). tests/rv/test_zero_one_epoch.py has both
+    at the level of the ZERO and of rv.measure."""
     db, second = night["db"], night["second"]
     path = night["raw"] / second["filename"]
     info = read_raw_info(path)
     calibrations = {**select_calibrations(db, info), **extra_calibrations(db, info)}
     assert calibrations["ZERO"] == night["zero"]["path"]
-    options = {"out_dir": str(night["root"] / "rv_zero"), "template": None, "plot": False, "write_2d": False}
+    options = {
+        "out_dir": str(night["root"] / "rv_zero"), "template": None, "plot": False, "write_2d": False,
+        "drift_correction": False,
+    }  # fmt: skip
     Path(options["out_dir"]).mkdir()
     products, qc = reduce_target(str(path), calibrations, options)
     assert qc["rv_template"].startswith("ZERO zero_HD10700")
-    sigma = float(np.hypot(qc["rv_err_m_s"], qc["rv_err_wavecal_m_s"]))
-    assert 0.5 < qc["rv_err_m_s"] < 6.0  # one 600 s exposure and a one-exposure ZERO: ~2-3 m/s
-    assert abs(qc["rv_m_s"] - second["z_star"] * C_M_S) <= max(3.0, 4.0 * sigma)
+    first = star_products(db, target=STAR)[0]["path"]
+    np.testing.assert_array_equal(
+        read_echelle_spectrum_1d(products[0]).wavelength, read_echelle_spectrum_1d(first).wavelength
+    )
+    # one 600 s exposure (~2 m/s alone) against a one-exposure ZERO: ~sqrt(2) x that, 2.06 m/s measured
+    assert 1.0 < qc["rv_err_m_s"] < 6.0
+    assert abs(qc["rv_m_s"] - second["z_star"] * C_M_S) <= 4.0 * qc["rv_err_m_s"]  # +4.5 m/s measured
     product = read_spectrum_1d(products[0])
     assert product["header"]["RVTEMPL"].startswith("ZERO")

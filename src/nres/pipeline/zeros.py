@@ -122,7 +122,7 @@ def make_zero_from_products(
     camera=None,
     is_standard=False,
     iterations=3,
-    knot_step=1.0,
+    knot_step=None,
     overwrite=True,
 ) -> dict:
     """Build a ZERO of ``target`` from the night's 1-D products, write it and register it in ``db``.
@@ -148,7 +148,7 @@ def make_zero_from_products(
         Register the ZERO as a vetted RV standard (:func:`~nres.pipeline.night.best_zero` prefers
         those).
     iterations, knot_step
-        Of :func:`nres.rv.zero.build_zero`.
+        Of :func:`nres.rv.zero.build_zero` (``knot_step`` None: its default).
     overwrite : bool
         Replace an existing ZERO file of the same name.
 
@@ -196,7 +196,7 @@ def make_zero_from_products(
         z_b=None if any(z is None for z in z_b) else z_b,
         rv=rv,
         iterations=iterations,
-        knot_step=knot_step,
+        **({} if knot_step is None else {"knot_step": knot_step}),
     )
     mjd = float(np.mean([f["mjd_obs"] for f in frames]))
     out_dir = Path(os.fspath(out_dir))

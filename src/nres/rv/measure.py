@@ -358,22 +358,26 @@ def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_
     pick = [usable[int(j)] for j in np.unique(np.linspace(0, len(usable) - 1, coarse_orders).round())]
     steps = [np.median(np.abs(np.diff(x[k]))) for k in pick]
     h = 0.5 * float(np.min(steps))
-    xs, ys, ycs, tvals, tu0 = [], [], [], [], []
+    xs, ys, ycs, tvals, tcaps, tu0 = [], [], [], [], [], []
     # smooth (degree-3) continua for a starting guess: every 4th data / 8th template point suffices
     for k in pick:
         cont = _continuum(data[k], good[k], degree, stride=4)
         y = np.where(good[k], (data[k] / cont - 1.0) * cont**2 / var[k], 0.0)
-        # the coarse search caps the S/N-weighted residuals at 10 robust sigmas: a continuum that
-        # misfits a blaze edge where the variance is tiny (or a hot pixel) otherwise outweighs every
-        # line of the order; the fine and diagnostic CCFs keep the line shapes (bisector) intact
+        # the coarse and fine searches cap the S/N-weighted residuals at 10 robust sigmas: a continuum
+        # that misfits a blaze edge where the variance is tiny (or a hot pixel) otherwise outweighs
+        # every line of the order; the diagnostic CCF keeps the line shapes (bisector) intact
         cap = _RESIDUAL_CAP * _robust_scale(y[good[k]])
-        ycs.append(np.clip(y[::3], -cap, cap))
+        ycs.append(np.clip(y, -cap, cap))
         xs.append(x[k])
         ys.append(y)
         u0, tv = template.uniform(segs[k], h)
         tgood = np.isfinite(tv)
         tcont = _continuum(tv, tgood, degree, stride=8)
-        tvals.append(tv / tcont - 1.0)
+        tv = tv / tcont - 1.0
+        tvals.append(tv)
+        # and the template's upward spikes likewise (absorption lines point down): a cosmic ray kept
+        # in a one-epoch ZERO meets the same detector artefact in the data and outweighs every line
+        tcaps.append(np.minimum(tv, _RESIDUAL_CAP * _robust_scale(tv[tgood])))
         tu0.append(u0)
     xf, start = _pack(xs)
     yf, _ = _pack(ys)
@@ -385,8 +389,9 @@ def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_
     # the wide 2 km/s grid only has to land within the +-4 km/s fine grid: every 3rd pixel is enough
     # (a sqrt(3) lower CCF S/N) at a third of the cost; the fine grid uses every pixel
     xc, cstart = _pack([xx[::3] for xx in xs])
-    yc, _ = _pack(ycs)
-    per_order = _kernels.template_ccf(xc, yc, cstart, tf, tstart, tu0, h, shifts)
+    yc, _ = _pack([yy[::3] for yy in ycs])
+    tc, _ = _pack(tcaps)
+    per_order = _kernels.template_ccf(xc, yc, cstart, tc, tstart, tu0, h, shifts)
     ccf, agree, k_peak = _consensus(per_order, max_offset=_AGREE_STEPS)
     s_peak = shifts[k_peak]
     fine = s_peak + np.arange(-40, 41) * np.log1p(100.0 / C_M_S)
@@ -397,11 +402,15 @@ def _template_start(template, segs, x, data, var, good, degree, v_range, coarse_
     yf, _ = _pack(ys)
     tf, tstart = _pack(tvals)
     tu0 = np.ascontiguousarray(tu0)
-    ccf_fine = _kernels.template_ccf(xf, yf, start, tf, tstart, tu0, h, fine).sum(axis=0)
+    ycf, _ = _pack([ycs[i] for i in use])
+    tcf, _ = _pack([tcaps[i] for i in use])
+    ccf_fine = _kernels.template_ccf(xf, ycf, start, tcf, tstart, tu0, h, fine).sum(axis=0)
     j = int(np.clip(np.argmax(ccf_fine), 1, fine.size - 2))
     ym, y0, yp = ccf_fine[j - 1 : j + 2]
     denom = ym - 2 * y0 + yp
-    off = 0.5 * (ym - yp) / denom if denom < 0 else 0.0
+    # the parabola's vertex between the neighbours only: a maximum at the grid's end (a monotonic
+    # CCF) has no vertex there, and an unbounded offset threw s0 tens of km/s off
+    off = float(np.clip(0.5 * (ym - yp) / denom, -1.0, 1.0)) if denom < 0 else 0.0
     s0 = fine[j] + off * (fine[1] - fine[0])
     norm = np.sqrt(np.sum(yf**2) * np.sum(tf**2)) / max(len(use), 1)
     # the reported (diagnostic) CCF spans +-3 FWHM so its Gaussian fit and bisector span see the wings:

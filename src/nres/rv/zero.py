@@ -172,7 +172,14 @@ def _solve_order(x, y, wgt, grid, clip, penalty=1e-9):
     return b_eval @ coef, var, keep
 
 
-def _epoch_arrays(spec, fiber, orders, use_rv_mask):
+#: Pixels of an epoch more than this far above the continuum (and ``clip`` sigma above it) are left
+#: out of the co-add: an absorption spectrum has no such pixels, cosmic rays and detector artefacts do
+#: (a cosmic ray in a one-frame master dark sits at the same pixels in every exposure of the night, so
+#: one or two epochs cannot reject it by their residuals).
+SPIKE_ABOVE_CONTINUUM = 0.25
+
+
+def _epoch_arrays(spec, fiber, orders, use_rv_mask, clip):
     from .measure import _order_arrays, _pick_fiber
     from .rvmasks import rv_mask
 
@@ -184,7 +191,9 @@ def _epoch_arrays(spec, fiber, orders, use_rv_mask):
         good = good & ~flags_to_mask(flags[rows])
     flux, vn, _ = normalize(data, var, blaze, good)
     good = good & np.isfinite(flux) & np.isfinite(vn) & (vn > 0)
-    return m, lam, flux, vn, good
+    with np.errstate(invalid="ignore"):
+        spike = flux - 1.0 > np.maximum(clip * np.sqrt(vn), SPIKE_ABOVE_CONTINUUM)
+    return m, lam, flux, vn, good & ~spike
 
 
 def _epoch_z_b(spec, zdate):
@@ -204,7 +213,7 @@ def build_zero(
     z_b=None,
     rv=0.0 * u.m / u.s,
     orders=None,
-    knot_step=1.0,
+    knot_step=1.1,
     iterations=3,
     clip=5.0,
     rv_mask=True,
@@ -231,7 +240,9 @@ def build_zero(
     iterations : int
         Bootstrap iterations (build, measure every epoch, rebuild).
     clip : float
-        Pixels whose residual exceeds ``clip`` sigma are rejected (cosmic rays, outliers).
+        Pixels whose residual exceeds ``clip`` sigma are rejected (cosmic rays, outliers), and so are
+        pixels of an epoch more than ``clip`` sigma and :data:`SPIKE_ABOVE_CONTINUUM` above its
+        continuum before the co-add (spikes common to all epochs have no residual).
     rv_mask : bool
         Leave out pixels flagged by :func:`nres.rv.rv_mask` (tellurics, badlams, edges, blue hook, bleed).
     legacy : bool
@@ -271,7 +282,7 @@ def build_zero(
     if zb.size != len(spectra):
         msg = f"z_b: expected {len(spectra)} values, got {zb.size}"
         raise InvalidParameterError(msg)
-    epochs = [_epoch_arrays(sp, fiber, orders, rv_mask) for sp in spectra]
+    epochs = [_epoch_arrays(sp, fiber, orders, rv_mask, clip) for sp in spectra]
     s_cat = float(np.log1p(rv.to_value(u.m / u.s) / C_M_S))
     s_star = np.full(len(spectra), s_cat)
     medium = spectra[0].wavelength_medium
@@ -306,11 +317,57 @@ def build_zero(
     return Template(template.wavelength, template.flux, template.variance, medium, "barycentric", None, meta)
 
 
+def _knot_grid(x_ref, lo, hi, knot_step):
+    """Knots every ``knot_step`` pixels of one epoch's sampling ``x_ref`` (ln lambda of every pixel of
+    the order), from ``lo`` to ``hi``; beyond ``x_ref`` the end steps are extended linearly.
+
+    The pixel step in ln(lambda) varies by +-10-40 % along an order: knots a uniform (median) step apart
+    outnumber the pixels wherever the step is larger, so a ZERO from one epoch (or from epochs at nearly
+    the same barycentric shift) is underdetermined there -- a third of its samples defined only by the
+    penalty, with arbitrary values (ringing to hundreds of times the continuum next to a hot pixel) and a
+    huge variance. Knots that follow the pixels keep at least one pixel per knot interval everywhere
+    (``knot_step`` >= 1): one epoch gives the interpolating spline through its pixels."""
+    fin = np.isfinite(x_ref)
+    xr, pr = x_ref[fin], np.flatnonzero(fin).astype(float)
+    if xr.size >= 2 and xr[0] > xr[-1]:
+        xr, pr = xr[::-1], -pr[::-1]
+    if xr.size < 8 or np.any(np.diff(xr) <= 0):
+        return None
+
+    def to_x(p):
+        out = np.interp(p, pr, xr)
+        left, right = p < pr[0], p > pr[-1]
+        out[left] = xr[0] + (p[left] - pr[0]) * (xr[1] - xr[0]) / (pr[1] - pr[0])
+        out[right] = xr[-1] + (p[right] - pr[-1]) * (xr[-1] - xr[-2]) / (pr[-1] - pr[-2])
+        return out
+
+    def to_p(x):
+        if x < xr[0]:
+            return pr[0] + (x - xr[0]) * (pr[1] - pr[0]) / (xr[1] - xr[0])
+        if x > xr[-1]:
+            return pr[-1] + (x - xr[-1]) * (pr[-1] - pr[-2]) / (xr[-1] - xr[-2])
+        return float(np.interp(x, xr, pr))
+
+    p_lo, p_hi = to_p(lo), to_p(hi)
+    pk = p_lo + knot_step * np.arange(int(np.floor((p_hi - p_lo) / knot_step)) + 1)
+    # the last knot on the last point (an interval beyond it would only be extrapolated): the last
+    # interval is 0.5-1.5 steps long
+    if p_hi - pk[-1] > 0.5 * knot_step or pk.size < 2:
+        pk = np.append(pk, p_hi)
+    else:
+        pk[-1] = p_hi
+    if pk.size < 8:
+        pk = np.linspace(p_lo, p_hi, 8)
+    grid = to_x(pk)
+    grid[0], grid[-1] = lo, hi  # exact ends: the first and last points lie on the end knots
+    return grid
+
+
 def _coadd(epochs, zb, s_star, knot_step, clip, medium, template_cls):
     orders = epochs[0][0]
     grids, fluxes, variances, flags, done = [], [], [], [], []
     for j in range(len(orders)):
-        x_all, y_all, w_all, steps = [], [], [], []
+        x_all, y_all, w_all, steps, x_ref = [], [], [], [], None
         for k, (m, lam, flux, var, good) in enumerate(epochs):
             jj = np.flatnonzero(np.asarray(m) == orders[j])
             if jj.size == 0:
@@ -319,6 +376,8 @@ def _coadd(epochs, zb, s_star, knot_step, clip, medium, template_cls):
             x = np.log(lam[jj]) + np.log1p(zb[k]) - s_star[k]
             steps.append(np.median(np.abs(np.diff(x))))
             g = good[jj]
+            if x_ref is None and g.sum() >= 20:
+                x_ref = x  # the knots follow the first epoch's pixels (all epochs share the sampling)
             x_all.append(x[g])
             y_all.append(flux[jj][g])
             w_all.append(1.0 / var[jj][g])
@@ -328,18 +387,20 @@ def _coadd(epochs, zb, s_star, knot_step, clip, medium, template_cls):
         order = np.argsort(x, kind="stable")
         x, y, w = x[order], y[order], w[order]
         done.append(int(orders[j]))
-        h = knot_step * float(np.median(steps))
-        n_g = int(np.ceil((x[-1] - x[0]) / h)) + 1
-        grid = x[0] + h * np.arange(max(n_g, 8))
-        grid[-1] = max(grid[-1], x[-1])
+        grid = _knot_grid(x_ref, x[0], x[-1], knot_step)
+        if grid is None:  # non-monotonic wavelengths: a uniform grid at the median step
+            h = knot_step * float(np.median(steps))
+            grid = x[0] + h * np.arange(max(int(np.ceil((x[-1] - x[0]) / h)) + 1, 8))
+            grid[-1] = max(grid[-1], x[-1])
         samples, var, _ = _solve_order(x, y, w, grid, clip)
-        # a sample is constrained when a good pixel of some epoch lies within one knot step (telluric
-        # gaps of every epoch are not: their samples only carry the penalty, with a huge variance)
+        # a sample is constrained when a good pixel of some epoch lies within one knot step (one pixel
+        # for knot_step < 1); telluric gaps of every epoch are not: their samples only carry the
+        # penalty, with a huge variance
         nearest = np.minimum(
             np.abs(grid - x[np.clip(np.searchsorted(x, grid), 0, x.size - 1)]),
             np.abs(grid - x[np.clip(np.searchsorted(x, grid) - 1, 0, x.size - 1)]),
         )
-        covered = nearest <= max(h, float(np.median(steps)))
+        covered = nearest <= np.gradient(grid) * max(1.0, 1.0 / knot_step) * (1.0 + 1e-9)
         grids.append(grid)
         fluxes.append(samples)
         variances.append(var)
