@@ -265,10 +265,8 @@ def _original_hdus(compressed, fib0=0):
     images["WAVETHAR"] = images["WAVESPEC"] - 1e-3
     hdus = [fits.PrimaryHDU(header=header)]
     for name, arr in images.items():
-        if compressed:  # fpack -q 64: Rice for the float32 spectra; float64 tiles stored with GZIP, lossless
-            kw = {"compression_type": "RICE_1", "quantize_level": 64.0} if arr.dtype == np.float32 else {
-                "compression_type": "GZIP_1", "quantize_level": 0.0}  # fmt: skip
-            hdus.append(fits.CompImageHDU(arr, name=name, tile_shape=(1, ONX), **kw))
+        if compressed:  # fpack -q 64, one row per tile: Rice with quantised floats
+            hdus.append(fits.CompImageHDU(arr, name=name, tile_shape=(1, ONX), quantize_level=64.0))
         else:
             hdus.append(fits.ImageHDU(arr, name=name))
     ccf = (0.4 * np.exp(-0.5 * ((np.arange(801) - 400) / 7.0) ** 2)).astype(np.float32)
@@ -291,11 +289,16 @@ def test_reads_files_of_the_original_layout(tmp_path, compressed):
     hdus, images, ccf, known = _original_hdus(compressed)
     path = tmp_path / ("lscnrs01-fl09-20171110-0037-e91.fits" + (".fz" if compressed else ""))
     fits.HDUList(hdus).writeto(path)
+    if compressed:  # as in the archived file: the smooth float64 wavelength tiles cannot be quantised
+        # (no noise), so they are stored losslessly in a GZIP_COMPRESSED_DATA column
+        with fits.open(path, disable_image_compression=True) as raw:
+            assert "GZIP_COMPRESSED_DATA" in raw["WAVESPEC"].columns.names
+            assert raw["SPECRAW"].header["ZCMPTYPE"] == "RICE_1" and raw["SPECXCOR"].header["ZNAXIS"] == 1
     e = read_e91(path)
     assert e.star_fiber == 0 and e.unit == "adu" and e.spectrum.unit == u.adu
     assert e.orders.tolist() == list(range(52, 119)) and e.spectrum.fibers.tolist() == [0, 1]
     np.testing.assert_array_equal(e.spectrum.pixel, np.arange(ONX))
-    # wavelengths exact (float64, lossless GZIP tiles); row 0 is the red order 52
+    # wavelengths exact (float64, lossless tiles); row 0 is the red order 52
     np.testing.assert_array_equal(e.spectrum.wavelength.to_value(u.nm)[0], images["WAVESPEC"])
     np.testing.assert_array_equal(e.spectrum.wavelength.to_value(u.nm)[1], images["WAVETHAR"])
     assert e.spectrum.wavelength[0, 0, 0] > e.spectrum.wavelength[0, -1, 0]
