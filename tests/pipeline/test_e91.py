@@ -88,7 +88,7 @@ def test_round_trip(tmp_path, name):
     assert e.spectrum.fibers.tolist() == [0, 1] and e.blaze_subtracted.fibers.tolist() == [0]
     np.testing.assert_array_equal(e.spectrum.pixel, X0 + np.arange(NX))
     assert e.spectrum.wavelength_medium == "vacuum" and e.spectrum.wavelength_frame == "topocentric"
-    # float64 wavelengths: exact; spectra are float32 on disk: equal to the float32 rounding (lossless GZIP)
+    # float64 wavelengths: exact; spectra are float32 on disk: equal to their float32 rounding (.fz: lossless)
     np.testing.assert_array_equal(
         e.spectrum.wavelength.to_value(u.nm), _sorted(spec.wavelength.to_value(u.nm))
     )
@@ -103,8 +103,9 @@ def test_round_trip(tmp_path, name):
     )
     assert e.flat_fielded.mask[:, :, 3].all()  # blaze 0.005: no flat-fielded value
     # SPECBLAZE = R - amp F with the original's amplitude: sum R F / sum F^2 over the central half (by count)
-    # of the usable columns (apply_flat2; all columns usable here: blaze > 0.1 except column 3, which
-    # bounds nothing since it is in the left half and only the last low column there counts)
+    # of the usable columns (apply_flat2): column 3 (blaze 0.005 < 0.1) is the last low column of the
+    # left half, so columns 4..63 are usable (0 outside, masked on reading)
+    assert e.blaze_subtracted.mask[0, :, :4].all()
     r, f = _sorted(spec.data)[0], blaze[0]
     cols = np.arange(4, NX)
     core = cols[cols.size // 4 : 3 * cols.size // 4 + 1]
@@ -119,10 +120,11 @@ def test_round_trip(tmp_path, name):
     v, c = e.ccf
     np.testing.assert_allclose(v.to_value(u.m / u.s), rv.ccf["velocity"][0].value, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(c, np.asarray(rv.ccf["ccf"][0]).astype(np.float32))
-    assert e.rv["RVCC"].to_value(u.m / u.s) == pytest.approx(12_345.0, rel=1e-15)
-    assert e.rv["RCC"] == pytest.approx(11_000.0 / C_M_S, rel=1e-15)
-    assert e.rv["WIDCC"].to_value(u.km / u.s) == pytest.approx(9.419, rel=1e-15)
-    assert e.rv["AMPCC"] == pytest.approx(0.8, rel=1e-15)  # the CCF at the observed RV: the Gaussian's peak
+    # header cards hold 15 or more significant digits
+    assert e.rv["RVCC"].to_value(u.m / u.s) == pytest.approx(12_345.0, rel=1e-14)
+    assert e.rv["RCC"] == pytest.approx(11_000.0 / C_M_S, rel=1e-14)
+    assert e.rv["WIDCC"].to_value(u.km / u.s) == pytest.approx(9.419, rel=1e-14)
+    assert e.rv["AMPCC"] == pytest.approx(0.8, rel=1e-14)  # the CCF at the observed RV: the Gaussian's peak
     assert np.isnan(e.rv["ZBLKAVG"]) and np.isnan(e.blocks["ZBLOCK"]).all()  # template method: no blocks
     assert e.blocks["ZBLOCK"].shape == (12, 4) and any("fits no blocks" in n for n in e.notes)
 
