@@ -114,6 +114,43 @@ def _trace_geometry(sel, profile, cen, xfull, half):
     return cen, prof, blk_k, blk_f, grid0, gstep, float(half)
 
 
+def _planes(sel, nx):
+    """Fiber ids, order ids and ``plane(values, fill=nan, dtype=float64)``, which puts per-trace rows
+    (len(sel), nx) into a (n_fiber, n_order, nx) array holding ``fill`` where there is no trace."""
+    fib_ids, ord_ids = np.unique(sel.fibers), np.unique(sel.orders)
+    fi, oi = np.searchsorted(fib_ids, sel.fibers), np.searchsorted(ord_ids, sel.orders)
+
+    def plane(values, fill=np.nan, dtype=np.float64):
+        out = np.full((fib_ids.size, ord_ids.size, nx), fill, dtype=dtype)
+        out[fi, oi] = values
+        return out
+
+    return fib_ids, ord_ids, plane
+
+
+def _spectrum(sel, xfull, values, variance, flags, meta):
+    """EchelleSpectrum of per-trace rows (len(sel), nx): (fiber, order) pairs without a trace are NaN
+    and OFF_DETECTOR; a NaN variance is stored as 0."""
+    fib_ids, ord_ids, plane = _planes(sel, xfull.size)
+    return EchelleSpectrum(
+        plane(values),
+        uncertainty=VarianceUncertainty(np.nan_to_num(plane(variance), nan=0.0)),
+        flags=plane(flags, fill=int(Flag.OFF_DETECTOR), dtype=FLAG_DTYPE),
+        orders=ord_ids,
+        fibers=fib_ids,
+        pixel=xfull,
+        meta=meta,
+    )
+
+
+def _row_medians(values, use):
+    """Median of each row of ``values`` (n, nx) over its ``use`` columns; NaN for a row with none."""
+    with np.errstate(all="ignore"):
+        return np.array(
+            [np.median(values[t, use[t]]) if use[t].any() else np.nan for t in range(len(values))]
+        )
+
+
 def _bleed_columns(frame_flags, cen, half, thar_rows, margin):
     """Columns (per ThAr trace) whose aperture holds a SATURATED or BLEED pixel, dilated by margin."""
     nx = cen.shape[1]
@@ -288,19 +325,6 @@ def extract(
             flags[o, bleed[r]] |= FLAG_DTYPE(Flag.BLEED)
             n_bleed[o] = int(bleed[r].sum())
 
-    fib_ids = np.unique(sel.fibers)
-    ord_ids = np.unique(sel.orders)
-    shape = (fib_ids.size, ord_ids.size, nx)
-    out = np.full(shape, np.nan)
-    outv = np.full(shape, np.nan)
-    outf = np.full(shape, int(Flag.OFF_DETECTOR), dtype=FLAG_DTYPE)
-    fi = np.searchsorted(fib_ids, sel.fibers)
-    oi = np.searchsorted(ord_ids, sel.orders)
-    out[fi, oi] = val
-    outv[fi, oi] = var
-    outf[fi, oi] = flags
-    outv = np.where(np.isfinite(outv), outv, np.nan)
-
     # per-trace diagnostics; the profile's own centroid is subtracted from the light's
     pc = np.zeros(len(sel))
     if optimal:
@@ -310,14 +334,9 @@ def extract(
         num = (w[:, inside] * dy[inside]).sum(axis=1)
         den = w[:, inside].sum(axis=1)
         pc = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-    with np.errstate(all="ignore"):
-        good_col = np.isfinite(m1)
-        dy_med = np.array(
-            [np.median(m1[t, good_col[t]]) if good_col[t].any() else np.nan for t in range(len(sel))]
-        )
-        wid_med = np.array(
-            [np.median(m2[t, good_col[t]]) if good_col[t].any() else np.nan for t in range(len(sel))]
-        )
+    good_col = np.isfinite(m1)
+    dy_med = _row_medians(m1, good_col)
+    wid_med = _row_medians(m2, good_col)
     table = QTable()
     table["fiber"] = sel.fibers
     table["order"] = sel.orders
@@ -362,15 +381,8 @@ def extract(
         joint=fit_joint,
     )
     out_meta["EXTRACTION"] = table
-    spec = EchelleSpectrum(
-        out,
-        uncertainty=VarianceUncertainty(np.nan_to_num(outv, nan=0.0)),
-        flags=outf,
-        orders=ord_ids,
-        fibers=fib_ids,
-        pixel=xfull,
-        meta=out_meta,
-    )
+    # an infinite variance is stored as 0 like a NaN one
+    spec = _spectrum(sel, xfull, val, np.where(np.isfinite(var), var, np.nan), flags, out_meta)
     if return_rejected:
         return spec, rejT
     return spec

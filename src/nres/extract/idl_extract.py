@@ -43,7 +43,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from astropy.nddata import VarianceUncertainty
 from astropy.table import QTable
 
 from .. import legacy as _legacy
@@ -368,15 +367,14 @@ def extract_idl(
         msg = "extract(method='idl'): needs profile=Profiles (from nres.io.idl_trace_fits.read_idl_trace "
         msg += "or measure_profiles)"
         raise InvalidParameterError(msg)
-    from .extraction import _frame_traces  # the lit-fiber rule is shared with the other methods
+    # the lit-fiber rule and the spectrum's layout are shared with the other methods
+    from .extraction import _frame_traces, _planes, _row_medians, _spectrum
 
     sel, data, var, good, meta, cen, xfull = _frame_traces(frame, traces, fibers, "extract(method='idl')")
     ny, nx = data.shape
     w = int(np.ceil(sel.box_height))
-    fib_ids = np.unique(sel.fibers)
-    ord_ids = np.unique(sel.orders)
+    fib_ids, ord_ids, plane = _planes(sel, nx)
     oi = np.searchsorted(ord_ids, sel.orders)
-    fi = np.searchsorted(fib_ids, sel.fibers)
     words = _object_words(meta, fib_ids)
     prof = _box_profiles(profile, sel, w)
     anchor = "linear" if opts["idl_profile_anchor"] == "center" else "idl_rebin"
@@ -469,38 +467,20 @@ def extract_idl(
         a = np.where(valid & ~singular, a, np.nan)
         variance = np.where(valid & ~singular, variance, np.nan)
 
-    shape = (fib_ids.size, ord_ids.size, nx)
-
-    def plane(values, fill=np.nan, dtype=np.float64):
-        out = np.full(shape, fill, dtype=dtype)
-        out[fi, oi] = values
-        return out
-
     table = QTable()
     table["fiber"] = sel.fibers
     table["order"] = sel.orders
-    table["n_columns"] = (valid & ~singular).sum(axis=1)
-    with np.errstate(all="ignore"):
-        use = valid & ~singular
-        med = [np.median(exdy[t, use[t]]) if use[t].any() else np.nan for t in range(len(sel))]
-        wid = [np.median(m2[t, use[t]]) if use[t].any() else np.nan for t in range(len(sel))]
-    table["dy"] = -np.array(med)  # light offset from the model profile (exdy ~ -shift)
-    table["width"] = np.array(wid)
+    use = valid & ~singular
+    table["n_columns"] = use.sum(axis=1)
+    table["dy"] = -_row_medians(exdy, use)  # light offset from the model profile (exdy ~ -shift)
+    table["width"] = _row_medians(m2, use)
     table["box_shift"] = dy0[oi]
     table["n_rejected"] = np.zeros(len(sel), dtype=np.int64)
     out_meta = dict(meta) if meta is not None else {}
     record_provenance(out_meta, "nres.extract.extract", method="idl", box_width=w, **opts)
     out_meta["TRACDY"] = tracdy
     out_meta["EXTRACTION"] = table
-    spec = EchelleSpectrum(
-        plane(a),
-        uncertainty=VarianceUncertainty(np.nan_to_num(plane(variance), nan=0.0)),
-        flags=plane(flags, fill=int(Flag.OFF_DETECTOR), dtype=FLAG_DTYPE),
-        orders=ord_ids,
-        fibers=fib_ids,
-        pixel=xfull,
-        meta=out_meta,
-    )
+    spec = _spectrum(sel, xfull, a, variance, flags, out_meta)
     return IDLExtraction(
         spectrum=spec,
         exdy=plane(exdy),
