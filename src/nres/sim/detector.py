@@ -1,4 +1,5 @@
-"""Detector effects of simulated frames: defects, cosmic rays, response, raw layout."""
+"""Detector effects of simulated frames: defects, cosmic rays, response, raw layout; and the noise of
+simulated extracted spectra."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 from . import _kernels
 
 __all__ = ["RAW_SHAPE", "TRIMSEC", "BIASSEC", "DATASEC", "defects", "cosmic_rays", "respond", "raw_layout"]
+__all__ += ["extracted_counts"]
 
 #: Raw NRES frame shape (ny, nx): 4096 data columns, 6 unused, a 58-column overscan; 12 extra rows.
 RAW_SHAPE = (4108, 4160)
@@ -98,3 +100,13 @@ def raw_layout(electrons, *, seed, gain, read_noise, bias_level):
     noise = np.empty(RAW_SHAPE)
     _kernels.add_noise(np.zeros(RAW_SHAPE), 0, 0, int(seed) ^ 0x5EED, read_noise / gain, noise)
     return np.round(raw + bias + noise).astype(np.int32)
+
+
+def extracted_counts(expected, read_noise, *, seed, stream, noiseless=False):
+    """Observed electrons of an extracted spectrum: Poisson(``expected``) plus Gaussian read noise of
+    sigma ``read_noise`` (e-), drawn from ``SeedSequence([seed, stream])``; a copy of ``expected``
+    when ``noiseless``."""
+    if noiseless:
+        return expected.copy()
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), stream]))
+    return rng.poisson(expected).astype(float) + rng.normal(0.0, read_noise, expected.shape)

@@ -9,6 +9,7 @@ from astropy.nddata import VarianceUncertainty
 from ..doppler import observed_z, z_from_velocity
 from ..errors import InvalidParameterError
 from ..flags import empty_flags
+from .detector import extracted_counts
 from .doppler import barycentric_z_samples, default_target
 from .sources import blaze_function, pixel_edges
 from .star import StellarSpectrum
@@ -136,11 +137,7 @@ def simulate_extracted(
         blz = np.ones_like(wl)
     expected = peak_electrons(snr, read_noise) * blz * flux
     variance = expected + read_noise**2
-    if noiseless:
-        data = expected.copy()
-    else:
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xE7]))
-        data = rng.poisson(expected).astype(float) + rng.normal(0.0, read_noise, expected.shape)
+    data = extracted_counts(expected, read_noise, seed=seed, stream=0xE7, noiseless=noiseless)
     meta = {
         "OBSTYPE": "TARGET",
         "SITEID": site,

@@ -19,6 +19,7 @@ from ..errors import InvalidParameterError
 from ..flags import Flag, empty_flags
 from ._kernels import line_spectrum
 from .config import SimConfig
+from .detector import extracted_counts
 from .geometry import transform_traces, true_wavelength
 from .sources import blaze_function, line_brightness
 from .truth import Truth
@@ -177,11 +178,8 @@ def simulate_extracted_arc(
 
     variance = expected + read_noise**2
     flags = empty_flags(shape)
-    if noiseless:
-        data = expected.copy()
-    else:
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xA4C]))
-        data = rng.poisson(expected).astype(float) + rng.normal(0.0, read_noise, shape)
+    data = extracted_counts(expected, read_noise, seed=seed, stream=0xA4C, noiseless=noiseless)
+    if not noiseless:
         sat = expected >= saturation
         data[sat] = saturation
         flags[sat] |= np.uint16(Flag.SATURATED)
