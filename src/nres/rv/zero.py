@@ -4,11 +4,13 @@
 pixel i of every epoch k is placed at its exact rest-frame position ``ln lambda_i + ln(1 + z_B,k) -
 ln(1 + z_*,k)`` (continuum normalised by :mod:`nres.rv.continuum`; telluric, bad-wavelength, edge,
 bleed and masked pixels left out), and the rest-frame spectrum is the inverse-variance weighted
-least-squares cubic spline ``S(u)`` (``u = ln lambda``, not-a-knot knots every ``knot_step`` median
-pixel steps) through all of them, over the union of the epochs' coverage; outliers beyond ``clip``
-sigma are rejected and the fit repeated. The extracted pixels record means over a pixel, so S is the
-star's spectrum at the spectrograph's pixel sampling: the template carries ``meta["pixel_integrated"]``
-and :func:`nres.rv.measure` compares it with the data point by point. No smoothing is applied; a
+least-squares cubic spline ``S(u)`` (``u = ln lambda``, not-a-knot knots every ``knot_step`` pixels
+of the first epoch's own sampling, :func:`_knot_grid`) through all of them, over the union of the
+epochs' coverage; outliers beyond ``clip`` sigma are rejected and the fit repeated (and, before it,
+every epoch's spikes far above its continuum: a one-epoch co-add has no residual to find them).
+The extracted pixels record means over a pixel, so S is the star's spectrum at the spectrograph's
+pixel sampling: the template carries ``meta["pixel_integrated"]`` and :func:`nres.rv.measure`
+compares it with the data point by point. No smoothing is applied; a
 negligible second-difference penalty only keeps coefficients that no pixel constrains (telluric gaps)
 defined, with a correspondingly huge variance. The template's variance is the diagonal of the
 coefficients' covariance mapped to its samples (the band of the inverse of the banded normal matrix);
@@ -235,8 +237,11 @@ def build_zero(
     orders : sequence of int, optional
         Physical orders (default all the first spectrum's orders).
     knot_step : float
-        Spline knot spacing in units of the median pixel step in ln(lambda). Wider knots lower the
-        template noise but bias narrow lines (docs/rv.md); 1 keeps every resolved feature.
+        Spline knot spacing in pixels of the first epoch (the knots follow its local pixel step in
+        ln(lambda)). Wider knots lower the template noise but bias narrow lines (docs/rv.md). Keep it
+        >= 1 for a ZERO from one epoch (or from epochs at nearly the same barycentric shift: fewer
+        pixels than knots leave samples undetermined) and not an integer: knots locked to the pixels
+        bias RVs against a one-epoch ZERO with the pixel phase (default 1.1).
     iterations : int
         Bootstrap iterations (build, measure every epoch, rebuild).
     clip : float
