@@ -7,12 +7,20 @@ import numpy as np
 import pytest
 
 from nres.doppler import C_M_S
-from nres.errors import InvalidParameterError
+from nres.errors import FitError, InvalidParameterError
 from nres.flags import Flag
 from nres.instrument import PhysicalModel
 from nres.provenance import read_provenance
 from nres.sim.extracted_arc import simulate_extracted_arc
-from nres.wavecal import DriftCorrectedSolution, apply_solution, combine_doubles, measure_drift, solve
+from nres.wavecal import (
+    DriftCorrectedSolution,
+    apply_solution,
+    combine_doubles,
+    find_lines,
+    measure_drift,
+    solve,
+)
+from nres.wavecal.drift import _excess_scatter
 
 TRUE_MJD = 58200.0
 START_MJD = 58000.0
@@ -194,3 +202,83 @@ def test_combined_solution_as_master(master, noiseless_target):
     assert drift.qc["n_used"] == plain.qc["n_used"] > 1500
     a, b = drift.summary[drift.summary["fiber"] == 0][0], plain.summary[plain.summary["fiber"] == 0][0]
     assert abs((a["velocity"] - b["velocity"]).value) < 0.05  # same lines; masters equal to 0.05 m/s
+
+
+def test_master_arc_has_no_drift_against_its_own_solution(master):
+    mspec, _, msol = master
+    drift = measure_drift(mspec, msol)
+    # noiseless: the solution predicts its own lines to its residuals (0.003 m/s rms); measured 1e-6
+    assert np.abs(drift.summary["velocity"].to_value(u.m / u.s)).max() < 0.01
+    assert drift.qc["excess_scatter_px"] == 0.0 and drift.qc["order_degree"] == 2  # 52..118: 2
+
+
+def test_bright_outliers_and_imprecise_lines_leave_the_drift(master):
+    mspec, _, msol = master
+    found = find_lines(mspec, fibers=[1])
+    ok = np.flatnonzero(found["flags"] == 0)
+    bright = ok[np.argsort(np.asarray(found["x_err"])[ok])[:10]]  # the 10 most precise lines
+    bad = found.copy()
+    bad["x"][bright] += 0.02  # 30 m/s: 12-20 times their centre errors
+    worse = ok[np.argsort(np.asarray(found["x_err"])[ok])[-30:]]
+    bad["x_err"][worse] = 0.5  # a centre error no line has: dropped by max_line_error
+    bad["x"][worse] += 0.1
+    drift = measure_drift(mspec, msol, found=bad)
+    # the true drift is 0; without the outliers it is 1e-6 m/s; 10 lines of ~2000 at +30 m/s would
+    # move an unclipped weighted mean by ~1 m/s (they carry ~3 % of the weight)
+    assert np.abs(drift.summary["velocity"].to_value(u.m / u.s)).max() < 0.01
+    # 26 of the 30 pair with a master line (the others pair with none); 3 real lines are over 0.1 px
+    assert drift.qc["n_imprecise"] >= measure_drift(mspec, msol, found=found).qc["n_imprecise"] + 20
+    assert not np.any(np.isin(np.round(drift.lines["x"], 6), np.round(bad["x"][worse], 6)))
+    # too few precise lines: no drift, and the error says why
+    few = found.copy()
+    few["x_err"][ok[5:]] = 0.5
+    with pytest.raises(FitError, match="max_line_error"):
+        measure_drift(mspec, msol, found=few)
+    with pytest.raises(InvalidParameterError, match="max_line_error"):
+        measure_drift(mspec, msol, max_line_error=0.0)
+
+
+def test_excess_scatter_estimated():
+    rng = np.random.default_rng(1)
+    err = np.exp(rng.uniform(np.log(0.001), np.log(0.03), 20000))  # centre errors as found (px)
+    for true in (0.0, 0.002, 0.004, 0.01):
+        resid = rng.normal(0.0, np.sqrt(err**2 + true**2))
+        # the median of 20000 |pulls| has a standard error of ~1 %, which near 0 means up to
+        # ~0.15 x the median error (0.0054 px); measured 0, 0.0019, 0.0041, 0.0099
+        assert abs(_excess_scatter(resid, err) - true) < max(0.05 * true, 0.15 * np.median(err))
+    assert _excess_scatter(np.zeros(0), np.zeros(0)) == 0.0
+
+
+def test_excess_scatter_on_a_noisy_target_enters_the_errors(master):
+    _, _, msol = master
+    tspec, _ = simulate_extracted_arc(seed=100, mjd=TRUE_MJD)  # no drift
+    found = find_lines(tspec, fibers=[1])
+    plain = measure_drift(tspec, msol, found=found)
+    jitter = found.copy()
+    jitter["x"] = jitter["x"] + np.random.default_rng(7).normal(0.0, 0.004, len(found))  # 6 m/s per line
+    drift = measure_drift(tspec, msol, found=jitter)
+    # photon noise alone: 0.0007 px measured; with 0.004 px added, the quadrature sum (0.0043 px)
+    assert plain.qc["excess_scatter_px"] < 0.002
+    assert 0.0035 < drift.qc["excess_scatter_px"] < 0.0055
+    assert 0.8 < drift.qc["chi2_dof"] < 1.2
+    # the summary error grows with it (0.42 -> 0.51 m/s measured), and the drift stays within it
+    v, e = drift.summary["velocity"][0].value, drift.summary["velocity_err"][0].value
+    assert e > 1.1 * plain.summary["velocity_err"][0].value
+    assert abs(v) < 3 * e
+
+
+def test_order_degree_follows_the_span_of_orders(master, noiseless_target):
+    _, mtruth, msol = master
+    tspec, ttruth = noiseless_target
+    window = tspec.select(orders=list(range(79, 89)))  # the pipeline's windows: 10 orders
+    drift = measure_drift(window, msol)
+    assert drift.qc["order_degree"] == 0
+    vt = _true_velocity(mtruth, ttruth, 0)
+    po = drift.per_order[drift.per_order["fiber"] == 0]
+    diff = po["velocity"].to_value(u.m / u.s) - np.array([vt[int(m)] for m in po["order"]])
+    # a constant-in-order model of the z0 + x drift over 10 orders: within 1 m/s of ~100 m/s in every
+    # order (the photon-level error of each is 0.86 m/s)
+    assert np.abs(diff).max() < 1.0, diff
+    assert measure_drift(tspec.select(orders=list(range(60, 90))), msol).qc["order_degree"] == 1
+    with pytest.raises(FitError, match="cannot fix"):
+        measure_drift(tspec.select(orders=[80, 81]), msol, order_degree=2)
