@@ -26,8 +26,9 @@ TARGET wavelengths: the master solution is the TRIPLE (``calibrations["TRIPLE"]`
 fiber pairs combined by :func:`nres.wavecal.combine_doubles`) when the driver found one, else the
 DOUBLE of the frame's fiber pair. The simultaneous ThAr of fiber 1 then measures the drift against
 that master (:func:`nres.wavecal.measure_drift`) and the drift-corrected solution gives the star
-fiber its wavelengths (option ``drift_correction``: False by default (see the comment in
-:func:`reduce_target`), True always, ``"auto"`` only against a TRIPLE; QC ``drift_px``, ``drift_m_s``).
+fiber its wavelengths (option ``drift_correction``: True by default, False never, ``"auto"`` only
+against a TRIPLE; a drift whose error exceeds ``drift_max_error_m_s`` (5 m/s) or that cannot be
+measured is not applied and ``qc["drift_skipped"]`` says why; QC ``drift_px``, ``drift_m_s``).
 The RV reference is ``calibrations["ZERO"]`` (a ZERO template of the star chosen by the driver)
 when given, else ``options["template"]`` (:mod:`nres.pipeline.templates`).
 """
@@ -291,15 +292,17 @@ def measure_rv(spec, reference, *, method, fiber, z_b, window=30.0):
     return rv
 
 
-def drift_correct(spec, master, *, fiber, enabled=True):
+def drift_correct(spec, master, *, fiber, enabled=True, max_error_m_s=5.0):
     """Drift-corrected master solution of a TARGET frame and its QC.
 
     The ThAr lines of fiber 1 in ``spec`` against ``master`` (:func:`nres.wavecal.measure_drift`),
     carried to ``fiber``. Returns ``(solution, qc)``: the master with the drift applied
     (:class:`~nres.wavecal.DriftCorrectedSolution`) and ``drift_px``, ``drift_err_px``,
     ``drift_m_s``, ``drift_err_m_s`` (mean over the orders with lines; m/s positive: lines moved
-    to the red), ``drift_n_lines``. When ``enabled`` is False, or the drift cannot be measured
-    (``drift_skipped`` says why), ``master`` itself and ``drift_px`` None.
+    to the red), ``drift_n_lines``. When ``enabled`` is False, the drift cannot be measured (too
+    few or too imprecise fiber-1 lines), or its error in ``fiber`` exceeds ``max_error_m_s``
+    (m/s; e.g. lines in a small part of the frame, extrapolated), ``master`` itself, ``drift_px``
+    None and ``drift_skipped`` saying why.
     """
     from ..errors import FitError
     from ..wavecal import measure_drift
@@ -311,11 +314,18 @@ def drift_correct(spec, master, *, fiber, enabled=True):
     except (FitError, InvalidParameterError) as err:
         return master, {"drift_px": None, "drift_m_s": None, "drift_skipped": f"{type(err).__name__}: {err}"}
     row = drift.summary[np.asarray(drift.summary["fiber"]) == int(fiber)][0]
+    v, err = float(row["velocity"].to_value(u.m / u.s)), float(row["velocity_err"].to_value(u.m / u.s))
+    if not err <= max_error_m_s:  # also NaN
+        reason = (
+            f"drift {v:.1f} +- {err:.1f} m/s in fiber {int(fiber)} from {int(drift.qc['n_used'])} lines: "
+            f"error above drift_max_error_m_s={max_error_m_s:g}"
+        )
+        return master, {"drift_px": None, "drift_m_s": None, "drift_skipped": reason}
     qc = {
         "drift_px": float(row["shift_px"]),
         "drift_err_px": float(row["shift_err_px"]),
-        "drift_m_s": float(row["velocity"].to_value(u.m / u.s)),
-        "drift_err_m_s": float(row["velocity_err"].to_value(u.m / u.s)),
+        "drift_m_s": v,
+        "drift_err_m_s": err,
         "drift_n_lines": int(drift.qc["n_used"]),
     }
     return drift.corrected_solution(), qc
@@ -360,14 +370,16 @@ def reduce_target(path, calibrations, options):
     spec = _extract(frame, _need(calibrations, "TRACE", path))
     master_path = calibrations.get("TRIPLE") or _need(calibrations, "DOUBLE", path)
     master = WavelengthSolution.read(master_path)
-    # drift_correction=False by default: on simulated nights WITHOUT an injected drift the drift
-    # measured on the pipeline's TARGET extractions came out at tens of m/s (-72/-115 m/s against a
-    # TRIPLE; 20-30 m/s against a DOUBLE; 1661 +- 5175 m/s on one demo exposure), while an injected
-    # 0.08 px drift is recovered to 0.001 px (tests/pipeline/test_drift_triple.py). Until that bias
-    # is understood the correction is opt-in: True always, "auto" only against a TRIPLE.
-    mode = options.get("drift_correction", False)
+    # drift correction on by default. The spurious tens of m/s it measured on drift-free simulated
+    # nights came from find_lines losing every fiber-1 line after the first NaN (no-weight) column
+    # of a TARGET extraction (fixed), and an order-quadratic drift model bending towards the edge
+    # orders of the 8-order windows (degree 0 there now); 30 drift-free TARGETs of 5 nights then
+    # measured |drift| < 1.8 m/s (< 2.3 sigma), and an injected 0.08 px drift is recovered to
+    # 0.001 px (tests/pipeline/test_drift_triple.py). "auto": only against a TRIPLE.
+    mode = options.get("drift_correction", True)
     enabled = bool(calibrations.get("TRIPLE")) if mode == "auto" else bool(mode)
-    solution, drift_qc = drift_correct(spec, master, fiber=fiber, enabled=enabled)
+    max_error = float(options.get("drift_max_error_m_s", 5.0))
+    solution, drift_qc = drift_correct(spec, master, fiber=fiber, enabled=enabled, max_error_m_s=max_error)
     if mode == "auto" and not enabled:
         drift_qc["drift_skipped"] = "drift_correction='auto' and the master is a DOUBLE, not a TRIPLE"
     spec = apply_solution(spec, solution)
@@ -461,7 +473,10 @@ def reduce_file(
         Recipe options: ``template`` (``"simulated"`` or a line-mask path), ``mask_medium``,
         ``plot`` (summary figure, default True), ``summary_format`` ("png", "pdf" or "both"),
         ``e91`` (also write the original's e91 file, default False), ``dead_columns`` (default
-        True), ``line_list``.
+        True), ``line_list``, ``drift_correction`` (TARGET: True (default) corrects the master
+        solution for the drift measured on the simultaneous ThAr, False never, ``"auto"`` only
+        against a TRIPLE), ``drift_max_error_m_s`` (5.0: a drift less precise than this is not
+        applied; ``qc["drift_skipped"]`` says why).
 
     Returns
     -------
