@@ -20,7 +20,7 @@ from astropy.table import QTable
 
 from .. import legacy as _legacy
 from ..errors import FitError, InvalidParameterError
-from ._robust import clipped_lstsq
+from ._robust import clipped_lstsq, grouped_normal, variance_components
 from .solution import legendre_basis
 
 __all__ = ["FiberOffsets", "measure_fiber_offsets", "line_pairs", "idl_shift_basis"]
@@ -78,19 +78,23 @@ class FiberOffsets:
         Coefficients of the basis (px); ``p = (x_degree + 1)(order_degree + 1)`` for "legendre",
         10 for "idl" (the original's F0..F9 for that fiber).
     covariance : ndarray (n_fiber, p, p)
-        Covariance of the coefficients, px^2 (scaled by max(1, chi2/dof) of that fiber's fit).
+        Covariance of the coefficients, px^2: generalised least squares with the pair-error scale
+        and the per-order scatter of ``qc`` (the original's weighting: scaled by max(1, chi2/dof)).
     x_degree, order_degree : int
         Degrees of the Legendre basis (3, 3 for "idl": its terms are a subset of cubic x cubic).
     basis : str
         "legendre" or "idl" (:func:`idl_shift_basis`).
     order_range : tuple of int
         Smallest and largest physical order with pairs (outside it the model extrapolates).
+    x_range : tuple of float
+        Smallest and largest star-fiber column with pairs (a window's columns; the same).
     pairs : QTable
         One row per line pair: ``double`` (index of the input), ``fiber``, ``order``,
         ``wavelength`` (list, nm), ``x`` (star fiber, px), ``x1`` (fiber 1, px), ``dx``,
         ``dx_err``, ``residual`` (px), ``used``.
     qc : dict
-        Per fiber ``n_pairs_<f>``, ``n_used_<f>``, ``rms_px_<f>`` (used pairs), ``chi2_dof_<f>``.
+        Per fiber ``n_pairs_<f>``, ``n_used_<f>``, ``rms_px_<f>`` (used pairs), ``chi2_dof_<f>``,
+        ``pair_error_scale_<f>`` and ``order_scatter_px_<f>`` (the error components of the fit).
     """
 
     fibers: tuple
@@ -100,6 +104,7 @@ class FiberOffsets:
     order_degree: int = 3
     basis: str = "legendre"
     order_range: tuple = (52, 118)
+    x_range: tuple = (0.0, 4095.0)
     pairs: QTable | None = None
     qc: dict = field(default_factory=dict)
 
@@ -133,7 +138,11 @@ class FiberOffsets:
         """The original's 10 shift coefficients (F0..F9 of :class:`PhysicalModel`) for ``fiber``.
 
         With ``basis="idl"`` these are the fitted coefficients; otherwise the 10-term polynomial is
-        fitted by least squares to the model on a grid of every 32nd pixel over ``order_range``.
+        fitted by least squares to the model on a grid of every 32nd pixel of ``x_range`` and every
+        order of ``order_range``, where the pairs constrain it: fitted over the whole detector, the
+        model's extrapolation beyond a window's columns would set the polynomial, and the physical
+        model of a TRIPLE (:meth:`apply_to`) then departs from the offsets inside the window (7-12
+        m/s per order on the demo's window, 1-2 m/s with the pairs' columns).
 
         Returns
         -------
@@ -143,7 +152,8 @@ class FiberOffsets:
         slot = self._slot(int(fiber))
         if self.basis == "idl":
             return np.array(self.coefficients[slot], dtype=np.float64)
-        xg = np.append(np.arange(0.0, nx, 32.0), nx - 1.0)
+        lo, hi = (float(v) for v in self.x_range)
+        xg = np.append(np.arange(lo, hi, 32.0), hi)
         og = np.arange(self.order_range[0], self.order_range[1] + 1, dtype=np.float64)
         xx, oo = (a.ravel() for a in np.meshgrid(xg, og))
         target = self.dx(xx, oo, fiber)
@@ -238,8 +248,17 @@ def line_pairs(doubles, *, reference=1):
     return table
 
 
-def _fit_fiber(design, dx, err, kind_weights, clip, max_iter):
-    """Weighted fit with iterative robust clipping; returns (coef, cov, used, residual, chi2_dof)."""
+def _fit_fiber(design, dx, err, kind_weights, clip, max_iter, order, k):
+    """Weighted fit with iterative robust clipping; returns (coef, cov, used, residual, chi2_dof,
+    (line error scale, order scatter px)).
+
+    With inverse-variance weights the clipped fit is redone as generalised least squares with the
+    error components the pair errors leave out (:func:`~nres.wavecal._robust.variance_components`):
+    a scale of the pair variances and an offset shared by the pairs of one order (``order``; ``k``
+    group-level terms = order degree + 1). On the demo's windowed arcs the pairs of the two orders
+    at each edge of the window are offset by ~8 millipixels (extraction residuals) and the
+    offsets' reported errors must carry that.
+    """
     if kind_weights == "idl":
         # thar_xdisp: err floored at its 10th percentile, w = (err10/err)^2, and lstsqr squares w
         err10 = np.percentile(err, 10)
@@ -251,22 +270,86 @@ def _fit_fiber(design, dx, err, kind_weights, clip, max_iter):
     coef, used, resid = clipped_lstsq(
         a, dx, err, w, clip=clip, max_iter=max_iter, min_used=design.shape[1] + 1, who="measure_fiber_offsets"
     )
-    nmat = (a * (w * used)[:, None]).T @ a
-    cov = np.linalg.inv(nmat)
-    if kind_weights == "idl":  # the sandwich covariance of a fit with non-inverse-variance weights
-        wu = w * used
+    chi2 = float(np.sum((resid[used] / err[used]) ** 2) / max(used.sum() - design.shape[1], 1))
+    if kind_weights == "idl":
+        nmat = (a * (w * used)[:, None]).T @ a
+        cov = np.linalg.inv(nmat)
+        wu = w * used  # the sandwich covariance of a fit with non-inverse-variance weights
         meat = (a * (wu**2 * err**2)[:, None]).T @ a
         cov = cov @ meat @ cov
-    chi2 = float(np.sum((resid[used] / err[used]) ** 2) / max(used.sum() - design.shape[1], 1))
-    cov = cov * max(chi2, 1.0) / np.outer(scale, scale)
-    return coef / scale, cov, used, resid, chi2
+        cov = cov * max(chi2, 1.0) / np.outer(scale, scale)
+        return coef / scale, cov, used, resid, chi2, (max(chi2, 1.0), 0.0)
+    au, wu, yu, gu = a[used], w[used], dx[used], np.asarray(order)[used]
+    line_scale, order_var = variance_components(resid[used], wu, gu, k, design.shape[1])
+    wu = wu / line_scale
+    nmat, rhs = grouped_normal((au * wu[:, None]).T @ au, au.T @ (wu * yu), au, wu, yu, gu, order_var)
+    cov = np.linalg.inv(nmat)
+    coef = cov @ rhs
+    resid = dx - a @ coef
+    components = (line_scale, float(np.sqrt(order_var)))
+    return coef / scale, cov / np.outer(scale, scale), used, resid, chi2, components
+
+
+def _cv_offset_degrees(pairs, fibers, max_degree, clip, max_iter, folds, seed=0):
+    """(x_degree, order_degree) minimising the held-out chi^2 of the pairs, summed over the fibers.
+
+    Each fiber's pairs are first clipped with the largest degrees its pairs support; candidates
+    need >= 3 pairs per coefficient and a numerically determined fit in every fiber
+    (:data:`~nres.wavecal.solve.MAX_CONDITION`).
+    """
+    from .solve import MAX_CONDITION
+
+    xd_max, od_max = max_degree
+    data = []
+    for f in fibers:
+        sel = np.asarray(pairs["fiber"]) == f
+        x, m = np.asarray(pairs["x"][sel], float), np.asarray(pairs["order"][sel], float)
+        dx = np.asarray(pairs["dx"][sel], dtype=np.float64)
+        err = np.maximum(np.asarray(pairs["dx_err"][sel], dtype=np.float64), 1e-6)
+        full = legendre_basis(x, m, xd_max, od_max)
+        used = np.ones(dx.size, dtype=bool)
+        if dx.size >= 3 * full.shape[1]:
+            scale = np.maximum(np.abs(full).max(axis=0), 1e-300)
+            _, used, _ = clipped_lstsq(full / scale, dx, err, err**-2.0, clip=clip, max_iter=max_iter,
+                                       min_used=full.shape[1] + 1, who="measure_fiber_offsets")  # fmt: skip
+        sw = 1.0 / err[used]
+        a, b = full[used] * sw[:, None], dx[used] * sw
+        fold = np.random.default_rng(seed).permutation(b.size) % folds
+        blocks = [(a[fold == k].T @ a[fold == k], a[fold == k].T @ b[fold == k]) for k in range(folds)]
+        data.append((a, b, blocks))
+    best = None
+    for xd in range(xd_max + 1):
+        for od in range(od_max + 1):
+            cols = (np.arange(xd + 1)[:, None] * (od_max + 1) + np.arange(od + 1)[None, :]).ravel()
+            score = 0.0
+            for a, b, blocks in data:
+                sub = a[:, cols]
+                d = np.maximum(np.linalg.norm(sub, axis=0), 1e-300)
+                if b.size < 3 * cols.size or np.linalg.cond((sub / d).T @ (sub / d)) > MAX_CONDITION:
+                    score = np.inf
+                    break
+                n_all = sum(blk[0] for blk in blocks)[np.ix_(cols, cols)]
+                r_all = sum(blk[1] for blk in blocks)[cols]
+                for nk, rk in blocks:
+                    nk, rk = nk[np.ix_(cols, cols)], rk[cols]
+                    dd = np.sqrt(np.maximum(np.diag(n_all - nk), 1e-300))
+                    coef = np.linalg.solve((n_all - nk) / np.outer(dd, dd), (r_all - rk) / dd) / dd
+                    score += coef @ nk @ coef - 2.0 * coef @ rk  # + the constant b_k . b_k
+            if np.isfinite(score) and (best is None or score < best[0]):
+                best = (score, xd, od)
+    if best is None:
+        msg = f"measure_fiber_offsets: too few line pairs to choose degrees within {max_degree}; give them"
+        raise FitError(msg)
+    return best[1], best[2]
 
 
 def measure_fiber_offsets(
     doubles,
     *,
-    x_degree=3,
-    order_degree=3,
+    x_degree=None,
+    order_degree=None,
+    max_degree=(3, 3),
+    folds=5,
     clip=5.0,
     max_iter=10,
     basis=None,
@@ -280,9 +363,17 @@ def measure_fiber_offsets(
     doubles : WavelengthSolution or QTable, or a sequence of them
         Solutions of DOUBLE arcs (fibers 0+1 and/or 1+2); pairs of all of them are pooled, so
         several DOUBLEs average robustly (pairs beyond ``clip`` are left out).
-    x_degree, order_degree : int
-        Degrees of the Legendre model along x and order (3, 3: the family of the original's
-        cubic shift polynomial, whose residual from the simulator's truth is < 1e-3 px).
+    x_degree, order_degree : int or None
+        Degrees of the Legendre model along x and order. None (default): chosen by ``folds``-fold
+        cross-validation on the pairs within ``max_degree`` (3, 3: the family of the original's
+        cubic shift polynomial, whose residual from the simulator's truth is < 1e-3 px), shared by
+        the fibers. A window of the detector needs less and fits the noise (and the extraction's
+        per-order offsets at its edges) with more: on the demo's 10 orders x 2048 columns (3, 3)
+        gave mean per-order errors of 5-6 m/s, the chosen degrees 2-3 m/s.
+    max_degree : (int, int)
+        Largest (x, order) degrees cross-validation considers.
+    folds : int
+        Folds of the cross-validation.
     clip : float
         Pairs with |residual| > clip x max(1, robust sigma) standard errors are not used.
     max_iter : int
@@ -310,15 +401,33 @@ def measure_fiber_offsets(
     kind = opts["basis"]
     if kind == "idl":
         x_degree, order_degree = 3, 3
-    x_degree, order_degree = int(x_degree), int(order_degree)
-    if x_degree < 0 or order_degree < 0 or not clip > 0:
-        msg = "measure_fiber_offsets: need x_degree >= 0, order_degree >= 0 and clip > 0"
+    if (x_degree is None) != (order_degree is None):
+        msg = "measure_fiber_offsets: give both x_degree and order_degree, or neither (cross-validation)"
+        raise InvalidParameterError(msg)
+    degrees = tuple(int(v) for v in (max_degree if x_degree is None else (x_degree, order_degree)))
+    folds = int(folds)
+    if len(degrees) != 2 or min(degrees) < 0 or not clip > 0 or folds < 2:
+        msg = "measure_fiber_offsets: need degrees >= 0, clip > 0 and folds >= 2"
         raise InvalidParameterError(msg)
     pairs = line_pairs(doubles)
     fibers = tuple(int(f) for f in np.unique(pairs["fiber"]))
     if not fibers:
         msg = "measure_fiber_offsets: no line matched in both a star fiber and fiber 1 (DOUBLE solutions?)"
         raise FitError(msg)
+    counts = {f: int(np.sum(np.asarray(pairs["fiber"]) == f)) for f in fibers}
+    if x_degree is None:
+        x_degree, order_degree = degrees  # kept when a fiber has too few pairs (raised below)
+        p_max = (degrees[0] + 1) * (degrees[1] + 1)
+        for f, n_f in counts.items():
+            if _MIN_PAIRS <= n_f < 2 * p_max:
+                msg = (
+                    f"measure_fiber_offsets: fiber {f} has {n_f} line pairs for {p_max} coefficients of "
+                    "max_degree; lower max_degree or give x_degree/order_degree"
+                )
+                raise FitError(msg)
+        if min(counts.values()) >= _MIN_PAIRS:
+            x_degree, order_degree = _cv_offset_degrees(pairs, fibers, degrees, float(clip), max_iter, folds)
+    x_degree, order_degree = int(x_degree), int(order_degree)
     n = len(pairs)
     resid_all = np.full(n, np.nan)
     used_all = np.zeros(n, dtype=bool)
@@ -337,7 +446,11 @@ def measure_fiber_offsets(
             raise FitError(msg)
         dx = np.asarray(pairs["dx"][sel], dtype=np.float64)
         err = np.maximum(np.asarray(pairs["dx_err"][sel], dtype=np.float64), 1e-6)
-        coef, cov, used, resid, chi2 = _fit_fiber(design, dx, err, opts["weighting"], float(clip), max_iter)
+        orders_f = np.asarray(pairs["order"][sel])
+        k = 4 if kind == "idl" else order_degree + 1
+        coef, cov, used, resid, chi2, (line_scale, scatter) = _fit_fiber(
+            design, dx, err, opts["weighting"], float(clip), max_iter, orders_f, k
+        )
         coefs.append(coef)
         covs.append(cov)
         resid_all[sel] = resid
@@ -346,6 +459,8 @@ def measure_fiber_offsets(
         qc[f"n_used_{f}"] = int(used.sum())
         qc[f"rms_px_{f}"] = float(np.sqrt(np.mean(resid[used] ** 2)))
         qc[f"chi2_dof_{f}"] = chi2
+        qc[f"pair_error_scale_{f}"] = line_scale
+        qc[f"order_scatter_px_{f}"] = scatter
     pairs["residual"] = resid_all
     pairs["used"] = used_all
     orders = np.asarray(pairs["order"])
@@ -357,6 +472,7 @@ def measure_fiber_offsets(
         order_degree=order_degree,
         basis=kind,
         order_range=(int(orders.min()), int(orders.max())),
+        x_range=(float(np.min(pairs["x"])), float(np.max(pairs["x"]))),
         pairs=pairs,
         qc=qc,
     )

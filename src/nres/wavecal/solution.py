@@ -31,11 +31,16 @@ __all__ = [
     "X_CENTRE",
     "ORDER_CENTRE",
     "ORDER_HALF",
+    "MIN_EDGE_LINES",
 ]
 
 X_CENTRE = 2047.5
 ORDER_CENTRE = 85.0
 ORDER_HALF = 33.0
+#: Used lines an order needs to bound a fiber's calibrated range: orders beyond the outermost
+#: orders with this many lines of their own are extrapolations of the correction
+#: (:meth:`WavelengthSolution.calibrated_orders`; :func:`~nres.wavecal.apply_solution` flags them).
+MIN_EDGE_LINES = 3
 
 
 def legendre_basis(x, order, x_degree, order_degree):
@@ -177,6 +182,58 @@ class WavelengthSolution:
             * C_M_S
             * (u.m / u.s)
         )
+
+    def mean_velocity_error(self, x, orders, fiber=1):
+        """Standard error of each order's mean wavelength over the columns ``x``, as a velocity.
+
+        The error an RV measured over those columns inherits as its zero point: the correction's
+        covariance propagated to ``mean_x (delta lambda / lambda)``, which is smaller than the
+        pointwise errors when they are anticorrelated along the order.
+
+        Parameters
+        ----------
+        x : array_like (n,)
+            Full-detector columns.
+        orders : array_like of int (k,)
+            Physical orders.
+        fiber : int
+
+        Returns
+        -------
+        Quantity (k,), m/s
+        """
+        x = np.asarray(x, dtype=np.float64).ravel()
+        orders = np.atleast_1d(np.asarray(orders, dtype=np.int64))
+        cov = self.covariance[self._fiber_slot(int(fiber))]
+        out = np.empty(orders.size)
+        for k, m in enumerate(orders):
+            mm = np.full(x.size, m)
+            lam = self._evaluate(x, mm, np.full(x.size, int(fiber)))
+            mean_row = np.mean(
+                _basis(self.correction, x, mm, self.x_degree, self.order_degree) / lam[:, None], axis=0
+            )
+            out[k] = np.sqrt(max(float(mean_row @ cov @ mean_row), 0.0)) * C_M_S
+        return out * (u.m / u.s)
+
+    def calibrated_orders(self, fiber=1):
+        """(lowest, highest) physical order the correction of ``fiber`` interpolates, or None.
+
+        The outermost orders with at least :data:`MIN_EDGE_LINES` used lines of the fiber (of
+        the fiber whose correction it borrows, see :meth:`wavelength`); between them the
+        two-dimensional correction is constrained on both sides, beyond them it is extrapolated
+        along the order axis. None when the solution carries no matched lines to judge by.
+        """
+        if self.lines is None or len(self.lines) == 0 or "used" not in self.lines.colnames:
+            return None
+        owner = int(fiber) if int(fiber) in self.fibers else self.fibers[self._fiber_slot(int(fiber))]
+        lf = np.asarray(self.lines["fiber"])
+        lo = np.asarray(self.lines["order"])
+        used = np.asarray(self.lines["used"], dtype=bool)
+        orders, counts = np.unique(lo[used & (lf == owner)], return_counts=True)
+        enough = orders[counts >= MIN_EDGE_LINES]
+        if enough.size == 0:
+            return (1, 0)  # an empty range: nothing is calibrated
+        return int(enough.min()), int(enough.max())
 
     def fiber_offset(self, x, order, fiber, *, reference=1):
         """Pixel offset ``dx = x_fiber - x_reference`` of the same wavelength (px).

@@ -23,8 +23,10 @@ from astropy.table import QTable
 from .. import legacy as _legacy
 from ..doppler import C_M_S
 from ..errors import FitError, InvalidParameterError
+from ..flags import FLAG_DTYPE, Flag
 from ..provenance import record_provenance
 from . import _kernels
+from ._robust import grouped_normal, variance_components
 from .lines import find_lines
 from .match import find_offset, match_lines
 from .solution import WavelengthSolution, _basis, correction_basis
@@ -82,9 +84,35 @@ def _fit_physical(model, x, order, fiber, lam, sigma, z0_mode, z0_sigma):
         r0 = resid(p)
         if np.max(np.abs(step)) < 1e-3:  # 1e-8 in sinalp: the correction takes the rest
             break
-    jn = jac / np.maximum(np.linalg.norm(jac, axis=0), 1e-300)
+    norms = np.maximum(np.linalg.norm(jac, axis=0), 1e-300)
+    jn = jac / norms
     cond = float(np.linalg.cond(jn.T @ jn))
-    return _model_with(model, p, z0_mode), cond
+    # covariance of the (scaled) parameters from the normalised residuals: sigma^2 units
+    cov = np.linalg.pinv(jn.T @ jn) / np.outer(norms, norms)
+    return _model_with(model, p, z0_mode), cond, cov
+
+
+def _physical_jacobian(model, x, order, fiber, z0_mode):
+    """(n, n_par) derivative of the model wavelength (nm) per unit scaled parameter at p = 0."""
+    npar = 4 if z0_mode == "prior" else 3
+    base = model.wavelength(x, order, fiber).to_value(u.nm)
+    jac = np.empty((x.size, npar))
+    for k in range(npar):
+        dp = np.zeros(npar)
+        dp[k] = 1e-3
+        jac[:, k] = (_model_with(model, dp, z0_mode).wavelength(x, order, fiber).to_value(u.nm) - base) / 1e-3
+    return jac
+
+
+#: Largest condition number of the column-scaled normal matrix of a correction: beyond it the
+#: inversion keeps < 6 significant digits (float64), so the fit and its covariance are not trusted.
+#: A window of the detector makes high degrees indeterminate (10 orders span 0.27 of the order
+#: axis: P_k(v) of degree >= 4 become nearly collinear there).
+MAX_CONDITION = 1e10
+#: The correction must absorb what the physical fit left uncertain: the part of the fitted physical
+#: parameters' error outside the correction's span must stay below this fraction of the
+#: correction's own error (so neglecting it understates the reported errors by < 5 %).
+MAX_UNABSORBED = 0.3
 
 
 def _normal(basis, w, y):
@@ -97,13 +125,54 @@ def _normal(basis, w, y):
     return nmat, rhs, float(np.sum(w * y * y))
 
 
-def _cv_degrees(basis_full, y, w, xd_max, od_max, folds, seed=0):
-    """(x_degree, order_degree) minimising the k-fold held-out chi^2 (normal-equation blocks)."""
+def _admissible(a, jw, cov_p):
+    """Whether the weighted design ``a`` (n, p) is well conditioned and spans the physical fit's error.
+
+    ``jw`` (n, k): the weighted derivatives of the model wavelength by the physical parameters,
+    ``cov_p`` their covariance (or None: no physical fit to absorb). The error the physical fit
+    left in the lines, ``jw dp``, is taken out by the correction only where ``jw`` lies in the
+    span of ``a``; the rest (``r = (I - P_a) jw``) would be an error the correction's covariance
+    does not know. Returns ``(ok, condition, unabsorbed / correction error)``.
+    """
+    scale = np.maximum(np.linalg.norm(a, axis=0), 1e-300)
+    an = a / scale
+    nmat = an.T @ an
+    cond = float(np.linalg.cond(nmat))
+    if not np.isfinite(cond) or cond > MAX_CONDITION:
+        return False, cond, np.inf
+    if jw is None or cov_p is None:
+        return True, cond, 0.0
+    inv = np.linalg.inv(nmat)
+    lever = np.einsum("ij,jk,ik->i", an, inv, an)  # variance of the fit at each line, sigma^2
+    resid = jw - an @ (inv @ (an.T @ jw))
+    unabsorbed = np.einsum("ij,jk,ik->i", resid, cov_p, resid)
+    ratio = float(np.sqrt(np.max(unabsorbed / np.maximum(lever, 1e-300))))
+    return ratio <= MAX_UNABSORBED, cond, ratio
+
+
+def _cv_degrees(basis_full, y, w, xd_max, od_max, folds, seed=0, jac=None, cov_p=None):
+    """(x_degree, order_degree) minimising the k-fold held-out chi^2 (normal-equation blocks).
+
+    Only admissible degrees compete (:func:`_admissible`: numerically determined, and absorbing
+    the physical fit's error given by ``jac`` (n, k; nm per unit parameter) and ``cov_p``); when
+    no degree absorbs it, every well-conditioned one does.
+    """
     n = y.size
     fold = np.random.default_rng(seed).permutation(n) % folds
     sw = np.sqrt(w)
     a = basis_full * sw[:, None]
     b = y * sw
+    jw = None if jac is None else jac * sw[:, None]
+    candidates = {}
+    for xd in range(1, xd_max + 1):
+        for od in range(0, od_max + 1):
+            cols = (np.arange(xd + 1)[:, None] * (od_max + 1) + np.arange(od + 1)[None, :]).ravel()
+            if cols.size * 3 > n:
+                continue
+            candidates[(xd, od)] = (cols, *_admissible(a[:, cols], jw, cov_p))
+    allowed = [k for k, v in candidates.items() if v[1]]
+    if not allowed:
+        allowed = [k for k, v in candidates.items() if v[2] <= MAX_CONDITION]
     blocks = [
         (a[fold == k].T @ a[fold == k], a[fold == k].T @ b[fold == k], b[fold == k] @ b[fold == k])
         for k in range(folds)
@@ -111,33 +180,38 @@ def _cv_degrees(basis_full, y, w, xd_max, od_max, folds, seed=0):
     n_all = sum(blk[0] for blk in blocks)
     b_all = sum(blk[1] for blk in blocks)
     best = None
-    for xd in range(1, xd_max + 1):
-        for od in range(0, od_max + 1):
-            cols = (np.arange(xd + 1)[:, None] * (od_max + 1) + np.arange(od + 1)[None, :]).ravel()
-            if cols.size * 3 > n:
-                continue
-            score = 0.0
-            for nk, bk, ck in blocks:
-                ntr = (n_all - nk)[np.ix_(cols, cols)]
-                btr = (b_all - bk)[cols]
-                try:
-                    coef = np.linalg.solve(ntr, btr)
-                except np.linalg.LinAlgError:
-                    score = np.inf
-                    break
-                score += ck - 2 * coef @ bk[cols] + coef @ nk[np.ix_(cols, cols)] @ coef
-            if best is None or score < best[0]:
-                best = (score, xd, od)
+    for xd, od in sorted(allowed):
+        cols = candidates[(xd, od)][0]
+        score = 0.0
+        for nk, bk, ck in blocks:
+            ntr = (n_all - nk)[np.ix_(cols, cols)]
+            d = np.sqrt(np.maximum(np.diag(ntr), 1e-300))  # column scaling: the solve stays accurate
+            try:
+                coef = np.linalg.solve(ntr / np.outer(d, d), (b_all - bk)[cols] / d) / d
+            except np.linalg.LinAlgError:
+                score = np.inf
+                break
+            score += ck - 2 * coef @ bk[cols] + coef @ nk[np.ix_(cols, cols)] @ coef
+        if best is None or score < best[0]:
+            best = (score, xd, od)
     if best is None:
         msg = f"solve: {n} lines are too few to choose the correction degrees (need >= 6); give them"
         raise FitError(msg)
     return best[1], best[2]
 
 
-def _fit_correction(kind, x, order, y, w, xd, od):
-    """Weighted linear fit of y = basis @ a; returns (coef (xd+1, od+1) or (15, 1), covariance)."""
-    nmat, rhs, _ = _normal(_basis(kind, x, order, xd, od), w, y)
-    cov = np.linalg.inv(nmat)
+def _fit_correction(kind, x, order, y, w, xd, od, order_var=0.0):
+    """Weighted linear fit of y = basis @ a; returns (coef (xd+1, od+1) or (15, 1), covariance).
+
+    ``order_var`` > 0 (nm^2): the lines of one order also share an offset of that variance (a
+    random effect), so the fit is generalised least squares (:func:`~nres.wavecal._robust.grouped_normal`).
+    """
+    basis = _basis(kind, x, order, xd, od)
+    nmat, rhs, _ = _normal(basis, w, y)
+    if order_var > 0:
+        nmat, rhs = grouped_normal(nmat, rhs, basis, w, y, order, order_var)
+    d = np.sqrt(np.maximum(np.diag(nmat), 1e-300))  # column scaling before the inversion
+    cov = np.linalg.inv(nmat / np.outer(d, d)) / np.outer(d, d)
     coef = cov @ rhs
     return coef.reshape(-1, 1) if kind == "idl" else coef.reshape(xd + 1, od + 1), cov
 
@@ -301,7 +375,7 @@ def solve(
         lam_m = lam_list[np.where(idx >= 0, idx, 0)]
         sigma = np.maximum(xerr, 1e-4) * disp
         if it < 2:
-            current, cond = _fit_physical(
+            current, cond, cov_p = _fit_physical(
                 current, x[sel], order[sel], fib[sel], lam_m[sel], sigma[sel], z0, z0_sigma
             )
         phys = current.wavelength(x, order, fib).to_value(u.nm)
@@ -312,14 +386,19 @@ def solve(
         elif x_degree is not None and order_degree is not None:
             xd, od = int(x_degree), int(order_degree)
         elif it == 0:
-            xd, od = 4, min(4, od_cap)  # provisional until the physical fit and matches settle
+            # provisional until the physical fit and matches settle; lower in a window of few orders
+            xd, od = 4, min(4, od_cap)
+            while od > 1 and not _admissible(correction_basis(x[sel], order[sel], xd, od), None, None)[0]:
+                od -= 1
         elif it == 2:
             allsel = sel
             basis_full = correction_basis(x[allsel], order[allsel], max_degree[0], od_cap)
             # the fibers share one degree choice, made by CV on fiber 1's lines (else the first fiber's)
             f0 = 1 if 1 in fiber_ids else fiber_ids[0]
             fs = fib[allsel] == f0
-            xd, od = _cv_degrees(basis_full[fs], y[allsel][fs], w[allsel][fs], max_degree[0], od_cap, folds)
+            jac = _physical_jacobian(current, x[allsel][fs], order[allsel][fs], fib[allsel][fs], z0)
+            ys, ws = y[allsel][fs], w[allsel][fs]
+            xd, od = _cv_degrees(basis_full[fs], ys, ws, max_degree[0], od_cap, folds, jac=jac, cov_p=cov_p)
         resid = np.zeros(x.size)
         for f in fiber_ids:
             s = sel & (fib == f)
@@ -338,10 +417,28 @@ def solve(
         prev = state
 
     sel = used
-    final = _evaluate(current, coefs, x, order, fib, xd, od, kind)
     lam_m = lam_list[np.where(idx >= 0, idx, 0)]
-    resid = final - lam_m
     sigma = np.maximum(xerr, 1e-4) * disp
+    # Final fit per fiber with the two error components the line-centre errors leave out (on the
+    # demo's 2-D arcs: chi2/dof 2-2.6, and whole orders at the window's edges offset by up to 9
+    # millipixels from extraction residuals): a scale of the line variances and an offset shared by
+    # the lines of an order (:func:`~nres.wavecal._robust.variance_components`); the covariance
+    # carries both.
+    y = lam_m - current.wavelength(x, order, fib).to_value(u.nm)
+    components = {}
+    if kind != "idl":
+        for f in fiber_ids:
+            s = sel & (fib == f)
+            r = y[s] - _basis(kind, x[s], order[s], xd, od) @ coefs[f].ravel()
+            n_par = (xd + 1) * (od + 1)
+            scale, order_var = variance_components(r, 1.0 / sigma[s] ** 2, order[s], od + 1, n_par)
+            coefs[f], covs[f] = _fit_correction(
+                kind, x[s], order[s], y[s], 1.0 / (scale * sigma[s] ** 2), xd, od, order_var
+            )
+            lam_typ = float(np.median(lam_m[s]))
+            components[f] = (scale, math.sqrt(order_var) / lam_typ * C_M_S)
+    final = _evaluate(current, coefs, x, order, fib, xd, od, kind)
+    resid = final - lam_m
     p = (xd + 1) * (od + 1) * len(fiber_ids)
     chi2_dof = float(np.sum((resid[sel] / sigma[sel]) ** 2) / max(sel.sum() - p, 1))
     table = QTable()
@@ -367,7 +464,7 @@ def solve(
         lines=table,
         correction=kind,
     )
-    per_order, floor = _per_order_qc(solution, found, k_shift)
+    per_order, floor = _per_order_qc(solution, found, k_shift, arc_spec.pixel, arc_spec.orders)
     rms = float(np.sqrt(np.mean(resid[sel] ** 2)))
     qc = {
         "n_found": int(n_found),
@@ -376,6 +473,8 @@ def solve(
         "rms_nm": rms,
         "rms_m_s": float(np.sqrt(np.mean((resid[sel] / lam_m[sel] * C_M_S) ** 2))),
         "chi2_dof": chi2_dof,
+        **{f"line_error_scale_{f}": v[0] for f, v in components.items()},
+        **{f"order_scatter_m_s_{f}": v[1] for f, v in components.items()},
         "noise_floor_m_s": floor,
         "condition_number": cond,
         "x_degree": int(xd),
@@ -396,34 +495,42 @@ def _evaluate(model, coefs, x, order, fib, xd, od, kind):
     return out
 
 
-def _per_order_qc(solution, found, k_shift):
+def _per_order_qc(solution, found, k_shift, pixel, spec_orders):
     """Per (fiber, order) QC table and the noise floor (m/s, rms over the pixels of orders >= 5 lines).
 
-    The zero-point error of an order is the solution's standard error at its centre (x = 2047.5);
-    the noise floor is the rms over pixels (every 16th) of the solution's standard error.
+    Errors are evaluated over the arc's columns ``pixel`` (a window's, not the whole detector's:
+    outside them the correction is an extrapolation nobody uses). ``zero_point_err_m_s``: the
+    solution's standard error at the middle column; ``mean_err_m_s``: the error of the order's mean
+    over its columns (what an RV zero point inherits); ``wavelength_err_m_s``: the rms over the
+    columns (every 16th) of the pointwise error; ``calibrated``: inside the range of orders the
+    correction interpolates (:meth:`WavelengthSolution.calibrated_orders`). The noise floor is the
+    rms of the pointwise error over the orders with >= 5 used lines.
     """
-    xs = np.arange(0.0, 4096.0, 16.0)
+    pixel = np.asarray(pixel, dtype=np.float64)
+    pixel = pixel if pixel.ndim == 1 else pixel.reshape(-1, pixel.shape[-1])[0]
+    xs = pixel[:: max(1, pixel.size // 256)]
+    centre = 0.5 * (float(pixel.min()) + float(pixel.max()))
     ffound = np.asarray(found["fiber"])
     ofound = np.asarray(found["order"]) + k_shift
     lines = solution.lines
     lf, lo, lu = np.asarray(lines["fiber"]), np.asarray(lines["order"]), np.asarray(lines["used"])
     res = lines["residual"].to_value(u.nm)
-    cols = {
-        k: []
-        for k in ("fiber", "order", "n_found", "n_used", "rms_nm", "zero_point_err_m_s", "wavelength_err_m_s")
-    }
+    names = ("fiber", "order", "n_found", "n_used", "rms_nm", "zero_point_err_m_s", "mean_err_m_s",
+             "wavelength_err_m_s", "calibrated")  # fmt: skip
+    cols = {k: [] for k in names}
     floor_sq = []
+    model = solution.model
     for f in solution.fibers:
-        orders = np.unique(ofound[ffound == f])
-        orders = orders[
-            (orders >= solution.model.ord0) & (orders < solution.model.ord0 + solution.model.nord)
-        ]
+        orders = np.union1d(np.unique(ofound[ffound == f]), np.asarray(spec_orders) + k_shift)
+        orders = orders[(orders >= model.ord0) & (orders < model.ord0 + model.nord)]
         if orders.size == 0:
             continue
-        grid_x = np.concatenate([[2047.5], xs])
+        span = solution.calibrated_orders(f)
+        grid_x = np.concatenate([[centre], xs])
         xx = np.tile(grid_x, orders.size)
         mm = np.repeat(orders, grid_x.size)
         verr = solution.velocity_error(xx, mm, f).to_value(u.m / u.s).reshape(orders.size, grid_x.size)
+        mean_err = solution.mean_velocity_error(xs, orders, f).to_value(u.m / u.s)
         for k, m in enumerate(orders):
             sel = (lf == f) & (lo == m) & lu
             n_used = int(sel.sum())
@@ -435,7 +542,9 @@ def _per_order_qc(solution, found, k_shift):
             cols["n_used"].append(n_used)
             cols["rms_nm"].append(float(np.sqrt(np.mean(res[sel] ** 2))) if n_used else np.nan)
             cols["zero_point_err_m_s"].append(float(verr[k, 0]))
+            cols["mean_err_m_s"].append(float(mean_err[k]))
             cols["wavelength_err_m_s"].append(float(np.sqrt(np.mean(verr[k, 1:] ** 2))))
+            cols["calibrated"].append(bool(span is None or span[0] <= m <= span[1]))
     table = QTable(cols)
     floor = float(np.sqrt(np.mean(np.concatenate(floor_sq)))) if floor_sq else math.nan
     return table, floor
@@ -454,6 +563,10 @@ def apply_solution(spec, solution):
     -------
     EchelleSpectrum
         With ``wavelength`` (fiber, order, pixel) nm; fibers without a fitted correction use fiber 1's.
+        Orders outside the fiber's calibrated range (:meth:`WavelengthSolution.calibrated_orders`:
+        the correction would be extrapolated across orders, e.g. a partial order at the edge of a
+        window whose arc showed too few lines) carry ``Flag.BAD_WAVELENGTH`` on every pixel, so
+        they are masked and an RV leaves them out; their wavelengths are still filled.
 
     Raises
     ------
@@ -466,10 +579,19 @@ def apply_solution(spec, solution):
     x = np.asarray(spec.pixel, dtype=np.float64)
     orders = np.asarray(spec.orders) + solution.order_shift
     wl = np.empty(spec.shape)
+    flags = np.array(spec.flags, dtype=FLAG_DTYPE)
+    uncalibrated = []
     for i, f in enumerate(spec.fibers):
+        span = solution.calibrated_orders(int(f))
         for j, m in enumerate(orders):
-            wl[i, j] = solution.wavelength(x, np.full(x.size, m), int(f)).to_value(u.nm)
-    out = spec.with_wavelength(wl * u.nm, medium="vacuum", frame="topocentric")
+            xx = x if x.ndim == 1 else x[i, j]
+            wl[i, j] = solution.wavelength(xx, np.full(xx.size, m), int(f)).to_value(u.nm)
+            if span is not None and not span[0] <= m <= span[1]:
+                flags[i, j] |= FLAG_DTYPE(Flag.BAD_WAVELENGTH)
+                uncalibrated.append(f"{int(f)}:{int(m)}")
+    out = spec._replace(
+        wavelength=wl * u.nm, wavelength_medium="vacuum", wavelength_frame="topocentric", flags=flags
+    )
     record_provenance(
         out.meta,
         "nres.wavecal.apply_solution",
@@ -478,5 +600,6 @@ def apply_solution(spec, solution):
         order_degree=solution.order_degree,
         n_used=solution.qc.get("n_used"),
         rms_m_s=solution.qc.get("rms_m_s"),
+        uncalibrated=",".join(uncalibrated),
     )
     return out
