@@ -512,6 +512,8 @@ def test_target_recipe_writes_e91_and_pdf(reduced):
     spec = read_echelle_spectrum_1d(one_d)
     assert e.orders.tolist() == sorted(spec.orders.tolist()) and e.star_fiber == 0
     assert e.header["BJD"] == pytest.approx(target.qc["bjd_tdb"], abs=1e-9)  # the recipe's BJD_TDB
+    # the 1-D product carries the same BJD_TDB (1e-9 d = 86 us: float64 card round trip)
+    assert spec.meta["BJD_TDB"] == pytest.approx(target.qc["bjd_tdb"], abs=1e-9)
     assert e.rv["RVCC"].to_value(u.m / u.s) == pytest.approx(target.qc["rv_m_s"], abs=1e-6)
     # the same spectrum in both products: no wavelength difference, flux ratio 1 (float32 both), same RV
     table = compare_e91(e91, one_d)

@@ -35,6 +35,7 @@ when given, else ``options["template"]`` (:mod:`nres.pipeline.templates`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -410,6 +411,8 @@ def reduce_target(path, calibrations, options):
         qc["rv_err_wavecal_m_s"] = wavecal_error(master, spec, rv, fiber)
         if bary.bjd_tdb is not None:
             qc["bjd_tdb"] = float(bary.bjd_tdb.tdb.jd)
+            if rv.bjd_tdb is None:  # measure() leaves it None when given z_b; the products want it
+                rv = dataclasses.replace(rv, bjd_tdb=bary.bjd_tdb)
         qc["barycentric_method"] = how
         qc["rv_template"] = template_name
     # the processed 2-D frame is optional (write_2d=False saves ~1 s per full frame)
@@ -422,7 +425,7 @@ def reduce_target(path, calibrations, options):
     if options.get("e91", False):  # the original's 10-HDU archive layout, <raw stem e00 -> e91>.fits
         from .e91 import write_e91
 
-        bjd = {"BJD": qc["bjd_tdb"]} if "bjd_tdb" in qc else None  # rv.bjd_tdb is None when z_b is given
+        bjd = {"BJD": qc["bjd_tdb"]} if "bjd_tdb" in qc else None
         products.append(
             write_e91(product_path(path, "e91", out_dir, rlevel=91), spec, rv=rv, fiber=fiber, header=bjd)
         )
