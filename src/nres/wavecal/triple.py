@@ -85,7 +85,8 @@ def combine_doubles(
         With three or more inputs, a DOUBLE whose fiber-1 wavelengths differ from the median of
         all by more than ``clip`` times its own standard error (rms over the grid) is rejected.
     x_degree, order_degree : int or None
-        Degrees of the output corrections (default: the largest of the inputs' Legendre degrees).
+        Degrees of the output corrections (default: the largest of the inputs' Legendre degrees and
+        the offsets' degrees, so the offsets' uncertainty reaches the star fibers' covariance).
     step : int
         Grid spacing along x (px) on which the solutions are combined.
     offset_kwargs : dict or None
@@ -156,9 +157,12 @@ def combine_doubles(
 
     model = offsets.apply_to(_mean_model([s.model for s, k in zip(solutions, keep, strict=True) if k]))
     if x_degree is None or order_degree is None:
+        # the star fibers' wavelengths carry the offsets' polynomial too: with the inputs' degrees
+        # alone the grid fit projected away the offsets' uncertainty along the orders (a 4.2 sigma
+        # miss in tests/wavecal/test_wave_accuracy.py)
         leg = [s for s in solutions if s.correction == "legendre"]
-        xd0 = max((s.x_degree for s in leg), default=6)
-        od0 = max((s.order_degree for s in leg), default=5)
+        xd0 = max(max((s.x_degree for s in leg), default=6), int(offsets.x_degree))
+        od0 = max(max((s.order_degree for s in leg), default=5), int(offsets.order_degree))
         x_degree = xd0 if x_degree is None else x_degree
         order_degree = od0 if order_degree is None else order_degree
     xd, od = int(x_degree), int(order_degree)
