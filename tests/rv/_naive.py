@@ -90,37 +90,61 @@ def template_model(x, half, start, seg, splines, s, pixel_mean):
 
 
 def fit_template_orders(
-    x, half, t, b, d, w, start, seg, splines, active, s0, margin, pixel_mean, degree, max_iter, tol
-):
-    """Twin of the fused Gauss-Newton kernel: scipy-spline model, numpy normal equations and solves."""
+    x, half, t, b, d, w, start, seg, splines, active, s0, margin, pixel_mean, degree, max_iter, tol,
+    clip=0.0, clip_iter=0,
+):  # fmt: skip
+    """Twin of the fused Gauss-Newton kernel: scipy-spline model, numpy normal equations and solves;
+    the per-pixel rejection re-evaluates the model at the converged shift (the kernel reuses the last
+    step's, < tol away)."""
     n_order = start.size - 1
     s_out = np.full(n_order, np.nan)
     sig_out = np.full(n_order, np.nan)
+    rejected = np.zeros(x.size, dtype=bool)
     for o in range(n_order):
         if not active[o]:
             continue
         sl = slice(start[o], start[o + 1])
         one = np.array([0, start[o + 1] - start[o]])
 
-        def normal(s, poly, sl=sl, one=one, o=o):
-            tv, td = template_model(x[sl], half[sl], one, seg[o : o + 1], splines, [s], pixel_mean)
-            return fit_normal_equations(t[sl], tv, td, b[sl], d[sl], w[sl], poly)
+        def model(s, sl=sl, one=one, o=o):
+            return template_model(x[sl], half[sl], one, seg[o : o + 1], splines, [s], pixel_mean)
 
-        s = s0
-        a, r, _ = normal(s, np.zeros(degree + 1))
+        def gauss_newton(s, poly, ww, sl=sl):
+            for _ in range(max_iter):
+                tv, td = model(s)
+                a, r, _ = fit_normal_equations(t[sl], tv, td, b[sl], d[sl], ww, poly)
+                step = np.linalg.solve(a, r)
+                poly = poly + step[:-1]
+                s += step[-1]
+                if abs(s - s0) > margin:
+                    return False, s, poly, a
+                if abs(step[-1]) < tol:
+                    return True, s, poly, a
+            return False, s, poly, a
+
+        tv, td = model(s0)
+        a, r, _ = fit_normal_equations(t[sl], tv, td, b[sl], d[sl], w[sl], np.zeros(degree + 1))
         poly = np.linalg.solve(a[:-1, :-1], r[:-1])
-        for _ in range(max_iter):
-            a, r, _ = normal(s, poly)
-            step = np.linalg.solve(a, r)
-            poly = poly + step[:-1]
-            s += step[-1]
-            if abs(s - s0) > margin:
-                break
-            if abs(step[-1]) < tol:
-                s_out[o] = s
-                sig_out[o] = np.sqrt(np.linalg.inv(a)[-1, -1])
-                break
-    return s_out, sig_out
+        ok, s, poly, a = gauss_newton(s0, poly, w[sl])
+        rej = np.zeros(start[o + 1] - start[o], dtype=bool)
+        if ok and clip > 0:
+            for _ in range(clip_iter):
+                p = np.polynomial.legendre.legval(t[sl], poly)
+                res = np.abs(d[sl] - b[sl] * p * model(s)[0]) * np.sqrt(np.clip(w[sl], 0, None))
+                fitted = w[sl] > 0
+                scale = max(1.0, 1.4826 * np.median(res[fitted]))
+                new = fitted & (res > clip * scale)
+                if np.array_equal(new, rej):
+                    break
+                rej = new
+                ok, s, poly, a = gauss_newton(s, poly, np.where(rej, 0.0, w[sl]))
+                if not ok:
+                    break
+        if ok:
+            s_out[o] = s
+            sig_out[o] = np.sqrt(np.linalg.inv(a)[-1, -1])
+            rejected[sl] = rej
+    return s_out, sig_out, rejected
 
 
 def banded_inverse_band(ab):

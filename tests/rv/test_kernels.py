@@ -123,8 +123,9 @@ def test_fit_template_orders_recovers_shift_and_matches_numpy(pixel_mean):
     active = np.array([True, True, False])
     args = (x, half, t, b, d, w, start, seg)
     opts = (active, 0.0, 1e-4, pixel_mean, 2, 30, 1e-13)
-    s, sig = _kernels.fit_template_orders(*args, *tmpl._pieces, *opts)
-    s2, sig2 = _naive.fit_template_orders(*args, tmpl._splines, *opts)
+    s, sig, rej = _kernels.fit_template_orders(*args, *tmpl._pieces, *opts, 5.0, 3)
+    s2, sig2, rej2 = _naive.fit_template_orders(*args, tmpl._splines, *opts)
+    assert not rej.any()  # an exact model: no residual, nothing rejected
     assert np.isnan(s[2]) and np.isnan(sig[2]) and np.isnan(s2[2])
     # the model is exact (same spline, same pixel means; the kernel's values agree with the twin's to
     # ~1e-10 relative, which moves s by ~1e-10 x pixel ~ 1e-16): recovery to 1e-13 in s (3e-5 m/s),
@@ -133,6 +134,44 @@ def test_fit_template_orders_recovers_shift_and_matches_numpy(pixel_mean):
     np.testing.assert_allclose(s[:2], s2[:2], rtol=0, atol=1e-13)
     # the error: the same normal matrix up to the model's ~1e-9 relative derivative differences
     np.testing.assert_allclose(sig[:2], sig2[:2], rtol=1e-7)
+
+
+@pytest.mark.parametrize("pixel_mean", [False, True])
+def test_fit_template_orders_pixel_rejection_matches_numpy(pixel_mean):
+    """Noisy orders with spikes: the kernel's per-pixel rejection rejects exactly the twin's pixels (the
+    spikes; a 5-sigma limit and 60/50 Gaussian pixels leave the noise alone) and gives its s."""
+    rng = np.random.default_rng(8)
+    tmpl, x, half, start, seg, _ = _model_inputs(rng)
+    x, half = x[:110], half[:110]
+    one = np.array([0, 60, 110], dtype=np.int64)
+    tv, _ = _naive.template_model(x, half, one, seg[:2], tmpl._splines, np.array([3e-6, -5e-6]), pixel_mean)
+    t = np.concatenate([np.linspace(-1, 1, 60), np.linspace(-1, 1, 50)])
+    b = 1.0 + 0.2 * t
+    truth = np.where(np.isfinite(tv), b * 1e5 * tv, 0.0)  # S/N ~ 300: the fits converge
+    sigma = np.sqrt(truth + 100.0)
+    d = truth + sigma * rng.normal(size=truth.size)
+    spikes = np.array([10, 11, 30, 75, 90])  # 20 and 50 sigma up, 30 sigma down
+    d[spikes] += np.array([20.0, 50.0, -30.0, 20.0, 50.0]) * sigma[spikes]
+    w = np.where(np.isfinite(tv), 1.0 / sigma**2, 0.0)
+    args = (x, half, t, b, d, w, one, seg[:2])
+    opts = (np.array([True, True]), 0.0, 1e-4, pixel_mean, 2, 30, 1e-13)
+    s, sig, rej = _kernels.fit_template_orders(*args, *tmpl._pieces, *opts, 5.0, 3)
+    s2, sig2, rej2 = _naive.fit_template_orders(*args, tmpl._splines, *opts, 5.0, 3)
+    np.testing.assert_array_equal(np.flatnonzero(rej), spikes)
+    np.testing.assert_array_equal(rej, rej2)
+    # same pixels, same data: the fits agree to the model's ~1e-10 relative differences (~1e-15 in s)
+    np.testing.assert_allclose(s, s2, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sig, sig2, rtol=1e-7)
+    # off: nothing rejected, and the spikes pull the fit (the clipped fit is the one without them)
+    s_off, _, rej_off = _kernels.fit_template_orders(*args, *tmpl._pieces, *opts, 0.0, 3)
+    assert not rej_off.any()
+    w_clean = w.copy()
+    w_clean[spikes] = 0.0
+    s_clean, _, _ = _kernels.fit_template_orders(
+        x, half, t, b, d, w_clean, one, seg[:2], *tmpl._pieces, *opts, 0.0, 0
+    )
+    np.testing.assert_allclose(s, s_clean, rtol=0, atol=1e-13)
+    assert np.all(np.abs(s_off - s_clean) > 3.0 * sig)
 
 
 def test_mask_ccf_matches_numpy_and_variance_is_exact():

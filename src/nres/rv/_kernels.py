@@ -268,6 +268,97 @@ def _cholesky_solve(a, r, n):
     return out
 
 
+@njit
+def _gauss_newton(
+    x,
+    half,
+    t,
+    b,
+    d,
+    w,
+    i0,
+    i1,
+    g,
+    bp,
+    bstart,
+    coef,
+    cum,
+    s0,
+    margin,
+    pixel_mean,
+    poly,
+    s,
+    max_iter,
+    tol,
+    tv,
+    td,
+):
+    """Gauss-Newton steps of one order (pixels i0:i1, weights ``w``) from ``(poly, s)`` (poly updated in
+    place) until ``|step of s| < tol``; returns (converged, s, the last step's normal matrix)."""
+    npar = poly.size + 1
+    a = np.zeros((npar, npar))
+    for _ in range(max_iter):
+        _model_order(x, half, i0, i1, g, bp, bstart, coef, cum, s, pixel_mean, tv, td)
+        a, r, _ = fit_normal_equations(t[i0:i1], tv[i0:i1], td[i0:i1], b[i0:i1], d[i0:i1], w[i0:i1], poly)
+        step = _cholesky_solve(a, r, npar)
+        if not np.all(np.isfinite(step)):
+            return False, s, a
+        poly += step[: npar - 1]
+        s += step[npar - 1]
+        if abs(s - s0) > margin:
+            return False, s, a
+        if abs(step[npar - 1]) < tol:
+            return True, s, a
+    return False, s, a
+
+
+@njit
+def _clip_pixels(t, tv, b, d, w0, i0, i1, poly, clip, rejected):
+    """Flag (in ``rejected[i0:i1]``) the pixels whose normalised residual ``(d - b P T) sqrt(w0)`` exceeds
+    ``clip`` times max(1, 1.4826 x the median absolute residual); returns whether the set changed.
+    ``tv`` holds the template at the fitted shift; pixels with ``w0 <= 0`` are never flagged."""
+    nk = poly.size
+    leg = np.zeros(nk)
+    n = i1 - i0
+    res = np.zeros(n)
+    m = 0
+    worst = 0.0
+    for i in range(i0, i1):
+        if w0[i] <= 0.0:
+            continue
+        leg[0] = 1.0
+        if nk > 1:
+            leg[1] = t[i]
+        for k in range(2, nk):
+            leg[k] = ((2 * k - 1) * t[i] * leg[k - 1] - (k - 1) * leg[k - 2]) / k
+        p = 0.0
+        for k in range(nk):
+            p += poly[k] * leg[k]
+        r = abs(d[i] - b[i] * p * tv[i]) * np.sqrt(w0[i])
+        res[i - i0] = r
+        worst = max(worst, r)
+        m += 1
+    changed = False
+    if m == 0:
+        return changed
+    # the scale only matters once a residual exceeds clip (scale >= 1): most orders skip the median
+    limit = clip
+    if worst > clip:
+        vals = np.empty(m)
+        j = 0
+        for i in range(i0, i1):
+            if w0[i] > 0.0:
+                vals[j] = res[i - i0]
+                j += 1
+        limit = clip * max(1.0, 1.4826 * np.median(vals))
+    for i in range(i0, i1):
+        flag = w0[i] > 0.0 and res[i - i0] > limit
+        if flag != rejected[i]:
+            rejected[i] = flag
+            changed = True
+    return changed
+
+
 @njit_parallel
 def fit_template_orders(
     x,
@@ -289,13 +380,20 @@ def fit_template_orders(
     degree,
     max_iter,
     tol,
+    clip,
+    clip_iter,
 ):
-    """Gauss-Newton fits of (Legendre continuum, shift s) of every order in one call.
+    """Gauss-Newton fits of (Legendre continuum, shift s) of every order in one call, with iterative
+    per-pixel outlier rejection.
 
     Per order: the continuum alone at ``s0`` (linear), then steps of the normal equations of
     :func:`fit_normal_equations` with the model of :func:`template_model` until ``|step of s| < tol``
-    (converged) or ``|s - s0| > margin`` or a non-positive-definite system (failed). The error of s
-    is ``sqrt((J^T W J)^-1)[s, s]`` from the last step's matrix.
+    (converged) or ``|s - s0| > margin`` or a non-positive-definite system (failed). Then, up to
+    ``clip_iter`` times: the normalised residuals ``|d - m| sqrt(w)`` of every weighted pixel against the
+    fit, pixels beyond ``clip`` times max(1, 1.4826 x their median) rejected (weight 0; a pixel rejected
+    earlier comes back when it is within the limit of the new fit), and the fit continued from its
+    parameters; it stops when the rejected set does not change. The error of s is
+    ``sqrt((J^T W J)^-1)[s, s]`` from the last step's matrix (rejected pixels left out).
 
     Parameters
     ----------
@@ -309,18 +407,26 @@ def fit_template_orders(
     s0, margin, tol : float
     pixel_mean : bool
     degree, max_iter : int
+    clip : float
+        Rejection threshold (normalised residuals); <= 0 turns rejection off.
+    clip_iter : int
+        Most rejection rounds per order.
 
     Returns
     -------
     s, sigma : float64 (n_order,)
         NaN where not converged.
+    rejected : bool (n_total,)
+        Pixels rejected by the final fit of their order.
     """
     n_order = start.size - 1
     npar = degree + 2
     s_out = np.full(n_order, np.nan)
     sig_out = np.full(n_order, np.nan)
+    rejected = np.zeros(x.size, dtype=np.bool_)
     tv = np.empty(x.size)
     td = np.empty(x.size)
+    wk = w.copy()  # working weights: 0 at rejected pixels
     e_last = np.zeros(npar)
     e_last[npar - 1] = 1.0
     for o in prange(n_order):
@@ -328,35 +434,39 @@ def fit_template_orders(
             continue
         i0 = start[o]
         i1 = start[o + 1]
+        g = seg[o]
         poly = np.zeros(degree + 1)
-        s = s0
-        _model_order(x, half, i0, i1, seg[o], bp, bstart, coef, cum, s, pixel_mean, tv, td)
+        _model_order(x, half, i0, i1, g, bp, bstart, coef, cum, s0, pixel_mean, tv, td)
         a, r, _ = fit_normal_equations(t[i0:i1], tv[i0:i1], td[i0:i1], b[i0:i1], d[i0:i1], w[i0:i1], poly)
         step = _cholesky_solve(a, r, npar - 1)
         if not np.all(np.isfinite(step)):
             continue
         poly += step
-        converged = False
-        for _ in range(max_iter):
-            _model_order(x, half, i0, i1, seg[o], bp, bstart, coef, cum, s, pixel_mean, tv, td)
-            a, r, _ = fit_normal_equations(t[i0:i1], tv[i0:i1], td[i0:i1], b[i0:i1], d[i0:i1], w[i0:i1], poly)
-            step = _cholesky_solve(a, r, npar)
-            if not np.all(np.isfinite(step)):
-                break
-            poly += step[: npar - 1]
-            s += step[npar - 1]
-            if abs(s - s0) > margin:
-                break
-            if abs(step[npar - 1]) < tol:
-                converged = True
-                break
+        converged, s, a = _gauss_newton(
+            x, half, t, b, d, wk, i0, i1, g, bp, bstart, coef, cum, s0, margin, pixel_mean, poly, s0,
+            max_iter, tol, tv, td,
+        )  # fmt: skip
+        if converged and clip > 0.0:
+            for _ in range(clip_iter):
+                # tv is the template at the shift of the last step's start, < tol from s: the residuals
+                # of the final parameters up to ~tol x T' (1e-13 relative)
+                if not _clip_pixels(t, tv, b, d, w, i0, i1, poly, clip, rejected):
+                    break
+                for i in range(i0, i1):
+                    wk[i] = 0.0 if rejected[i] else w[i]
+                converged, s, a = _gauss_newton(
+                    x, half, t, b, d, wk, i0, i1, g, bp, bstart, coef, cum, s0, margin, pixel_mean, poly,
+                    s, max_iter, tol, tv, td,
+                )  # fmt: skip
+                if not converged:
+                    break
         if converged:
             # the covariance of the last step's matrix (s moved by < tol since)
             var = _cholesky_solve(a, e_last, npar)[npar - 1]
             if var > 0.0:
                 s_out[o] = s
                 sig_out[o] = np.sqrt(var)
-    return s_out, sig_out
+    return s_out, sig_out, rejected
 
 
 @njit
@@ -898,6 +1008,8 @@ def _warmup():
             1,
             2,
             1e-13,
+            5.0,
+            3,
         )
     edges = np.linspace(500.0, 501.0, 9)
     estart = np.array([0, 9], dtype=np.int64)
