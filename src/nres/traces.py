@@ -54,6 +54,11 @@ class Traces:
         Height (px) of the extraction aperture centred on each trace (the original's ORDWID 10.5).
     meta : dict
         Free-form metadata (site, camera, source file, fit rms...).
+    nuisance : ndarray of bool, shape (n_traces,), optional
+        True for a *nuisance* trace: one whose light reaches the frame although its aperture is
+        nowhere wholly on it (an order just beyond a window's edge, see
+        :func:`nres.extract.complete_traces`). Nuisance traces are modelled (profiles, scattered
+        light, the joint extraction's neighbour light) but not extracted. Default all False.
     """
 
     coefficients: np.ndarray
@@ -63,6 +68,7 @@ class Traces:
     x_valid: np.ndarray | None = None
     box_height: float = 10.5
     meta: dict = field(default_factory=dict)
+    nuisance: np.ndarray | None = None
 
     def __post_init__(self):
         coef = np.asarray(self.coefficients, dtype=np.float64)
@@ -90,8 +96,20 @@ class Traces:
         if not self.box_height > 0:
             msg = f"Traces: box_height must be positive, got {self.box_height}"
             raise InvalidParameterError(msg)
-        for name, value in (("coefficients", coef), ("orders", orders), ("fibers", fibers),
-                            ("x_domain", x_domain), ("x_valid", x_valid)):
+        nuisance = np.zeros(n, dtype=bool) if self.nuisance is None else np.asarray(self.nuisance)
+        if nuisance.shape != (n,) or nuisance.dtype != bool:
+            msg = f"Traces: nuisance must be a boolean array of shape ({n},), got "
+            msg += f"{nuisance.dtype} {nuisance.shape}"
+            raise InvalidParameterError(msg)
+        nuisance = nuisance.copy()
+        for name, value in (
+            ("coefficients", coef),
+            ("orders", orders),
+            ("fibers", fibers),
+            ("x_domain", x_domain),
+            ("x_valid", x_valid),
+            ("nuisance", nuisance),
+        ):
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
             object.__setattr__(self, name, value)
@@ -154,8 +172,14 @@ class Traces:
     def __getitem__(self, item) -> Traces:
         idx = np.arange(len(self))[item]
         idx = np.atleast_1d(idx)
-        return replace(self, coefficients=self.coefficients[idx], orders=self.orders[idx],
-                       fibers=self.fibers[idx], x_valid=self.x_valid[idx])
+        return replace(
+            self,
+            coefficients=self.coefficients[idx],
+            orders=self.orders[idx],
+            fibers=self.fibers[idx],
+            x_valid=self.x_valid[idx],
+            nuisance=self.nuisance[idx],
+        )
 
     def shifted(self, dy: float) -> Traces:
         """Traces moved by ``dy`` px in y."""
@@ -165,8 +189,19 @@ class Traces:
 
     # ----- construction -------------------------------------------------------------------------
     @classmethod
-    def from_samples(cls, x, y, *, orders, fibers, degree=6, x_domain=DEFAULT_X_DOMAIN,
-                     x_valid=None, box_height=10.5, meta=None) -> Traces:
+    def from_samples(
+        cls,
+        x,
+        y,
+        *,
+        orders,
+        fibers,
+        degree=6,
+        x_domain=DEFAULT_X_DOMAIN,
+        x_valid=None,
+        box_height=10.5,
+        meta=None,
+    ) -> Traces:
         """Least-squares Legendre fit of sampled centres.
 
         Parameters
@@ -193,8 +228,9 @@ class Traces:
                 msg = f"Traces.from_samples: trace {i} has {good.sum()} finite samples for degree {degree}"
                 raise InvalidParameterError(msg)
             coef[i] = legendre.legfit(t[good], row[good], degree)
-        return cls(coef, orders, fibers, x_domain=(a, b), x_valid=x_valid, box_height=box_height,
-                   meta=meta or {})
+        return cls(
+            coef, orders, fibers, x_domain=(a, b), x_valid=x_valid, box_height=box_height, meta=meta or {}
+        )
 
     # ----- FITS ---------------------------------------------------------------------------------
     def to_table(self) -> Table:
@@ -204,6 +240,7 @@ class Traces:
         t["order"] = self.orders
         t["coefficients"] = self.coefficients
         t["x_valid"] = self.x_valid
+        t["nuisance"] = self.nuisance
         t.meta["XDOMAIN0"] = self.x_domain[0]
         t.meta["XDOMAIN1"] = self.x_domain[1]
         t.meta["BOXHEIGH"] = self.box_height
@@ -216,14 +253,20 @@ class Traces:
     @classmethod
     def from_table(cls, table: Table) -> Traces:
         """Inverse of :meth:`to_table`."""
-        meta = {k: v for k, v in table.meta.items()
-                if k not in ("XDOMAIN0", "XDOMAIN1", "BOXHEIGH", "EXTNAME")}
-        return cls(np.asarray(table["coefficients"], dtype=np.float64),
-                   np.asarray(table["order"]).astype(np.int64),
-                   np.asarray(table["fiber"]).astype(np.int64),
-                   x_domain=(float(table.meta["XDOMAIN0"]), float(table.meta["XDOMAIN1"])),
-                   x_valid=np.asarray(table["x_valid"], dtype=np.float64),
-                   box_height=float(table.meta["BOXHEIGH"]), meta=meta)
+        meta = {
+            k: v for k, v in table.meta.items() if k not in ("XDOMAIN0", "XDOMAIN1", "BOXHEIGH", "EXTNAME")
+        }
+        return cls(
+            np.asarray(table["coefficients"], dtype=np.float64),
+            np.asarray(table["order"]).astype(np.int64),
+            np.asarray(table["fiber"]).astype(np.int64),
+            x_domain=(float(table.meta["XDOMAIN0"]), float(table.meta["XDOMAIN1"])),
+            x_valid=np.asarray(table["x_valid"], dtype=np.float64),
+            box_height=float(table.meta["BOXHEIGH"]),
+            meta=meta,
+            # files written before nuisance traces existed hold none
+            nuisance=(np.asarray(table["nuisance"], dtype=bool) if "nuisance" in table.colnames else None),
+        )
 
     def write(self, path, *, overwrite=False) -> None:
         """Write to a FITS file (a TRACES binary table extension)."""
@@ -250,5 +293,8 @@ class Traces:
     def __repr__(self) -> str:
         if len(self) == 0:
             return f"<Traces: 0 traces, degree {self.degree}>"
-        return (f"<Traces: {len(self)} traces, fibers {sorted(set(self.fibers.tolist()))}, "
-                f"orders {self.orders.min()}..{self.orders.max()}, degree {self.degree}>")
+        extra = f" ({int(self.nuisance.sum())} nuisance)" if self.nuisance.any() else ""
+        return (
+            f"<Traces: {len(self)} traces{extra}, fibers {sorted(set(self.fibers.tolist()))}, "
+            f"orders {self.orders.min()}..{self.orders.max()}, degree {self.degree}>"
+        )

@@ -46,6 +46,19 @@ def inter_order_mask(shape, traces, meta=None, *, margin=2.0):
     return _inter_order_mask(int(ny), np.ascontiguousarray(cen, dtype=np.float64), h)
 
 
+def _modelled(shape, traces, meta, profile):
+    """(ny, nx) bool: pixels whose trace light the trace model accounts for, i.e. not within the
+    profiles' extent of a nuisance trace (its flux rests on the few rows of its aperture on the
+    frame) nor of a trace whose aperture is off the frame in that column (no flux is fitted there,
+    so its wings on the frame are not modelled)."""
+    ny = shape[0]
+    cen, _ = _window_centers(traces, shape, meta)
+    half = 0.5 * float(traces.box_height)
+    off = (cen + half < -0.5) | (cen - half > ny - 0.5) | traces.nuisance[:, None]
+    extent = float(np.max(np.abs(profile.dy)))
+    return _inter_order_mask(int(ny), np.ascontiguousarray(np.where(off, cen, np.nan)), extent)
+
+
 def _spline_fit(x, y, w, spacing, x_eval):
     """Weighted cubic LSQ spline of y(x) (y may be 2-D, first axis along x), evaluated at x_eval."""
     return _lsq_spline(x, y, w, spacing, float(x_eval[0]), float(x_eval[-1]))(x_eval)
@@ -185,6 +198,7 @@ def fit_scattered_light(
     # (unlit fibers' positions included) now samples the background
     lit = _select(traces, frame, None)
     use = good & inter_order_mask(data.shape, lit, meta, margin=margin)
+    use &= _modelled(data.shape, lit, meta, profile)
     # the traces' profile wings reach between the orders: fit the background to what the joint
     # trace model (fitted to the frame minus the current background) leaves there
     for _ in range(int(n_iter)):

@@ -370,7 +370,9 @@ def extract_idl(
     # the lit-fiber rule and the spectrum's layout are shared with the other methods
     from .extraction import _frame_traces, _planes, _row_medians, _spectrum
 
-    sel, data, var, good, meta, cen, xfull = _frame_traces(frame, traces, fibers, "extract(method='idl')")
+    sel, data, var, good, meta, cen, xfull = _frame_traces(
+        frame, traces, fibers, "extract(method='idl')", nuisance=False
+    )
     ny, nx = data.shape
     w = int(np.ceil(sel.box_height))
     fib_ids, ord_ids, plane = _planes(sel, nx)

@@ -222,15 +222,22 @@ def _knots(grid, rcore, knot_spacing, wing_knot_spacing):
     return np.r_[[lo] * 4, inner, [hi] * 4], inner
 
 
-def _smooth_blocks(sv, sw, grid, knots, inner, fit, out, prior=0.0, pedestal=False):
+def _smooth_blocks(sv, sw, grid, knots, inner, fit, out, prior=0.0, pedestal=False, measured=None):
     """Spline-smooth the binned samples ``sv / sw`` (ntr, nblock, ngrid) of the traces where ``fit``
-    into ``out`` (normalised to ``sum * step = 1``); returns (n_bad, n_pooled)."""
+    into ``out`` (normalised to ``sum * step = 1``); returns (n_bad, n_pooled). Only the (trace,
+    block) where ``measured`` (default all) are fitted, and only their samples are pooled; the
+    others are left to the caller (:func:`_borrow`)."""
     ntr, n_blocks, ng = sv.shape
+    if measured is not None:
+        sv = np.where(measured[..., None], sv, 0.0)
+        sw = np.where(measured[..., None], sw, 0.0)
     step = grid[1] - grid[0]
     nk = inner.size + 1
     cell = np.clip(np.searchsorted(inner, grid, side="right"), 0, nk - 1)
     n_bad = n_pooled = 0
-    rows = [(t, b) for t in np.flatnonzero(fit) for b in range(n_blocks)]
+    if measured is None:
+        measured = np.ones((ntr, n_blocks), dtype=bool)
+    rows = [(t, b) for t in np.flatnonzero(fit) for b in range(n_blocks) if measured[t, b]]
     values = np.zeros((len(rows), ng))
     weights = np.zeros((len(rows), ng))
     usable = np.zeros(len(rows), dtype=bool)
@@ -277,6 +284,30 @@ def _smooth_blocks(sv, sw, grid, knots, inner, fit, out, prior=0.0, pedestal=Fal
             continue
         out[t, b] = p / total
     return n_bad, n_pooled
+
+
+def _borrow(out, traces, fit):
+    """Give every block without a profile (all zero) of a ``fit`` trace, and every block of a nuisance
+    trace, the profile of the nearest order of the same fiber measured in that block (in place).
+
+    Traces cut by a frame's edge have no column whose aperture is wholly on it (nuisance traces), or
+    too few; only the part of their profile on the frame matters (their flux is fitted to it), and
+    the next order's profile is the best estimate of it (NRES profiles change by ~0.1 % per order).
+    Returns the number of (trace, block) profiles borrowed.
+    """
+    measured = out.any(axis=-1) & ~traces.nuisance[:, None]  # (ntr, nblock)
+    n_borrowed = 0
+    for t in np.flatnonzero(fit):
+        need = ~measured[t]
+        if not need.any():
+            continue
+        same = np.flatnonzero((traces.fibers == traces.fibers[t]) & (np.arange(len(traces)) != t))
+        same = same[np.argsort(np.abs(traces.orders[same] - traces.orders[t]), kind="stable")]
+        for b in np.flatnonzero(need):
+            donors = same[measured[same, b]]
+            out[t, b] = out[donors[0], b] if donors.size else 0.0
+            n_borrowed += int(donors.size > 0)
+    return n_borrowed
 
 
 def measure_profiles(
@@ -402,6 +433,13 @@ def measure_profiles(
     prof0, g0, gs = _dummy_profile()
     sv = np.zeros((len(traces), n_blocks, ngrid))
     sw = np.zeros_like(sv)
+    # a trace is sampled in the columns where its aperture and the part of the profile being measured
+    # are wholly on the frame: where a frame's edge cuts them, the profile would be normalised over
+    # what is left (the core of an order next to a window's edge came out 1-2 % off) and a cut
+    # aperture's flux depends on the profile being measured; such blocks borrow the next order's
+    whole = []  # per flat (n_traces, nx): the extent wholly on the frame (and inside x_valid)
+    n_cols = np.zeros((len(traces), n_blocks))
+    rows_c = np.where(np.isfinite(cen), cen, -np.inf)
     for (dataT, varT, goodT), use in zip(arrays, lit, strict=True):
         rej = np.zeros(goodT.shape, dtype=np.bool_)
         _, _, flux, _, _, _, _, _, status = _k._extract(
@@ -409,7 +447,11 @@ def measure_profiles(
             g0, gs, r0, False, 1, 5.0, 0, rej,
         )  # fmt: skip
         # columns with masked or off-frame pixels, and unlit traces, are skipped
-        flux = np.where((status == 0) & use[:, None], flux, -1.0)
+        inside = (rows_c - r0 >= -0.5) & (rows_c + r0 <= shape[0] - 0.5)
+        flux = np.where((status == 0) & use[:, None] & inside, flux, -1.0)
+        on = ((status & _k.ST_EDGE) == 0) & (rows_c - rmax >= -0.5) & (rows_c + rmax <= shape[0] - 0.5)
+        whole.append(on)
+        n_cols += np.add.reduceat((on if joint else inside) & use[:, None], edges[:-1], axis=1)
         a, b = _k._profile_samples(dataT, goodT, cen, flux, blk, n_blocks, grid0, step, ngrid, r0)
         sv += a
         sw += b
@@ -420,9 +462,14 @@ def measure_profiles(
     core = np.abs(grid) <= r0 + 1e-9
     knots0, inner0 = (knots, inner) if core.all() else _knots(grid[core], r0, knot_spacing, wing_knot_spacing)
     sub = np.zeros((len(traces), n_blocks, int(core.sum())))
-    n_bad, n_pooled = _smooth_blocks(sv[..., core], sw[..., core], grid[core], knots0, inner0, fit, sub)
+    # a block is measured from a quarter of its columns at least (the rest of the phases pooled)
+    measured = n_cols >= max(0.25 * width, min(8.0, width))
+    _, n_pooled = _smooth_blocks(
+        sv[..., core], sw[..., core], grid[core], knots0, inner0, fit, sub, measured=measured
+    )
     out[..., core] = sub
-    n_bad += int((~fit).sum()) * n_blocks
+    n_borrowed = _borrow(out, traces, fit)
+    n_bad = int((~out.any(axis=-1)).sum())
     if n_bad == len(traces) * n_blocks:
         msg = "measure_profiles: no (trace, block) of the flat had enough good samples"
         raise FitError(msg)
@@ -440,7 +487,7 @@ def measure_profiles(
         for _ in range(int(n_joint)):
             sv[:] = 0.0
             sw[:] = 0.0
-            for (dataT, _, goodT), use, m in zip(arrays, lit, metas, strict=True):
+            for (dataT, _, goodT), use, m, on in zip(arrays, lit, metas, whole, strict=True):
                 sub = np.flatnonzero(use)
                 cen_l = np.ascontiguousarray(cen[sub])
                 prof_l = np.ascontiguousarray(out[sub])
@@ -453,17 +500,19 @@ def measure_profiles(
                 flux = np.where(jst == 0, flux, np.nan)
                 model = _k._render_model(shape[0], cen_l, flux, prof_l, blk_k, blk_f, grid0, step)
                 good = goodT & ~rej
+                sampled = np.where(on[sub], np.nan_to_num(flux, nan=-1.0), -1.0)
                 a, b = _k._joint_profile_samples(
-                    dataT, model, good, cen_l, np.nan_to_num(flux, nan=-1.0), prof_l, blk_k, blk_f,
+                    dataT, model, good, cen_l, sampled, prof_l, blk_k, blk_f,
                     blk, n_blocks, grid0, step, ngrid, rmax, rcore, 1e-6,
                 )  # fmt: skip
                 sv[sub] += a
                 sw[sub] += b
             new = np.zeros_like(out)
-            n_bad, n_pooled = _smooth_blocks(
-                sv, sw, grid, knots, inner, fit, new, prior=1e-6, pedestal=pedestal
+            _, n_pooled = _smooth_blocks(
+                sv, sw, grid, knots, inner, fit, new, prior=1e-6, pedestal=pedestal, measured=measured
             )
-            n_bad += int((~fit).sum()) * n_blocks
+            n_borrowed = _borrow(new, traces, fit)
+            n_bad = int((~new.any(axis=-1)).sum())
             peak = out.max(axis=-1, keepdims=True)
             with np.errstate(all="ignore"):
                 dprof = float(np.nanmax(np.abs(new - out) / np.where(peak > 0, peak, np.nan)))
@@ -475,6 +524,7 @@ def measure_profiles(
     for t, (fib, order) in enumerate(zip(traces.fibers, traces.orders, strict=True)):
         data[np.searchsorted(fibers, fib), np.searchsorted(orders, order)] = out[t]
     meta_out = {"HALFEXT": rmax, "STEP": step, "NBADBLK": n_bad, "NPOOLED": n_pooled, "NJOINT": n_done}
+    meta_out["NBORROW"] = n_borrowed
     meta_out["DPROF"] = dprof
     record_provenance(
         meta_out,

@@ -351,6 +351,7 @@ def find_traces(
     max_shift=100.0,
     max_scale=0.005,
     box_height=10.5,
+    complete=True,
 ) -> Traces:
     """Find, measure and identify every order of the lit fibers on a lamp flat.
 
@@ -386,13 +387,18 @@ def find_traces(
         Search range of the identification (see :func:`nres.extract.identify_traces`).
     box_height : float
         Extraction box height stored in the result (the original's ORDWIDTH).
+    complete : bool
+        With ``identify``: predict the orders cut by the frame's top and bottom edges from the
+        reference (:func:`~nres.extract.complete_traces`), so their light on the frame is modelled;
+        those nowhere wholly on the frame become nuisance traces (modelled, not extracted).
 
     Returns
     -------
     Traces
         Full-detector traces sorted by (fiber, order); ``x_valid`` spans the columns where each
-        trace is on the frame. ``meta`` has ``FITRMS`` (median rms of the centroids about the fits,
-        px) and the identification shift/scale.
+        trace is on the frame (for a completed cut order: where the reference puts it on the
+        detector, within the frame's columns). ``meta`` has ``FITRMS`` (median rms of the centroids
+        about the fits, px), the identification shift/scale and the completion's numbers.
 
     Raises
     ------
@@ -456,6 +462,10 @@ def find_traces(
                 coef, used, rms, nx, y0, x0, **shape, orders=traces.orders, fibers=traces.fibers,
                 meta=traces.meta,
             )  # fmt: skip
+        if complete:
+            from .neighbours import complete_traces
+
+            traces = complete_traces(traces, flat, reference=reference)
     return traces
 
 
@@ -472,6 +482,7 @@ def refine_traces(
     max_halfwidth=8.0,
     centroid_reference=None,
     legacy=False,
+    complete=True,
 ) -> Traces:
     """Re-measure a known trace set on one or two lamp flats.
 
@@ -499,13 +510,18 @@ def refine_traces(
         +-0.5 px rounding sawtooth into the fit (idl-calib-trace-extract.md 14.3, bug 22).
     legacy : bool
         Shorthand for all legacy options of this function.
+    complete : bool
+        Predict the orders cut by the frame's top and bottom edges from ``traces`` moved like the
+        re-measured ones (:func:`~nres.extract.complete_traces`); nuisance traces of ``traces``
+        are carried like unlit fibers.
 
     Returns
     -------
     Traces
         One trace per (fiber, order) of ``traces``: lit fibers re-measured over the columns where
-        they are on the frame; fibers lit in neither flat are kept from ``traces`` and moved by the
-        median change of the same order's re-measured fibers.
+        they are on the frame (cut orders predicted, see ``complete``); fibers lit in neither flat
+        are kept from ``traces`` and moved by the median change of the same order's re-measured
+        fibers.
 
     Raises
     ------
@@ -538,7 +554,8 @@ def refine_traces(
         if missing:
             msg = f"traces: no trace of lit fiber(s) {missing}; pass a trace set with all lit fibers"
             raise InvalidParameterError(msg)
-        lit = np.isin(traces.fibers, fib)
+        # nuisance traces (orders beyond a window's edge) are not measured: carried like unlit ones
+        lit = np.isin(traces.fibers, fib) & ~traces.nuisance
         xf = np.arange(nx) + x0
         init = traces.center(xf)[lit] - y0
         valid = traces.valid(xf)[lit] & (init >= -0.5) & (init <= ny - 0.5)
@@ -603,7 +620,13 @@ def refine_traces(
         box_height=traces.box_height,
         meta=dict(traces.meta, NRESSTEP="refine_traces"),
     )
-    return _with_unlit(traces, new, sel)
+    out = _with_unlit(traces, new, sel)
+    if complete:
+        from .neighbours import complete_traces
+
+        # the cut orders predicted from the input set moved like their re-measured neighbours
+        out = complete_traces(out, flat, reference=traces)
+    return out
 
 
 def _with_unlit(old, new, sel):
@@ -629,5 +652,6 @@ def _with_unlit(old, new, sel):
         orders=np.concatenate([new.orders, old.orders[unlit]]),
         fibers=np.concatenate([new.fibers, old.fibers[unlit]]),
         x_valid=np.vstack([new.x_valid, xv]),
+        nuisance=np.concatenate([new.nuisance, old.nuisance[unlit]]),
     )
     return out[np.lexsort((out.orders, out.fibers))]

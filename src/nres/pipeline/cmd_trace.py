@@ -59,6 +59,7 @@ def run(args) -> int:
             x_valid=np.vstack([traces.x_valid, new.x_valid]),
             box_height=traces.box_height,
             meta=traces.meta,
+            nuisance=np.concatenate([traces.nuisance, new.nuisance]),
         )
         traces = refine_traces(flats[0], union, flat2=flats[1], fibers=fibers)
     traces.write(args.out, overwrite=args.overwrite)
