@@ -5,6 +5,16 @@ one type (from the database's successful frames) between two MJDs are stacked in
 :func:`nres.calib.stack` (per fiber state for lamp flats), written with their NGOOD plane and
 registered as calibrations; a master lamp flat also gets its traces, profiles and blaze (a
 ``TRACE`` calibration). Only the driver process calls these (they write the database).
+
+Cosmic rays of few-frame masters: sigma clipping needs :data:`MIN_CLIP_FRAMES` (3) inputs to reject
+a hit (with two, the median is their mean and both deviate alike; one is kept as it is). The
+recipes flag every calibration frame's hits (``nres.pipeline.recipes._process``), and the stack
+leaves flagged pixels out; inputs of a stack of fewer than 3 frames that were processed without
+the flagging (no ``nres.calib.flag_cosmic_rays`` in their provenance) are flagged here. Where no
+input is left (a hit in a one-frame master) the master pixel is NO_WEIGHT and masked, and a master
+bias or dark gets the median of its row's neighbours there (:func:`nres.calib.fill_masked`): the
+frames it calibrates then have that pixel masked (BAD_PIXEL) with a sensible value, not a hole
+of -(hit) x EXPTIME nor NaN.
 """
 
 from __future__ import annotations
@@ -19,12 +29,15 @@ import numpy as np
 from ..errors import InvalidParameterError, MissingCalibrationError
 from .products import master_calibration_name
 
-__all__ = ["select_calibrations", "register_results", "stack_calibrations", "STACKABLE"]
+__all__ = ["select_calibrations", "register_results", "stack_calibrations", "STACKABLE", "MIN_CLIP_FRAMES"]
 
 log = logging.getLogger("nres.pipeline.calibrations")
 
 #: Frame types :func:`stack_calibrations` combines.
 STACKABLE = ("BIAS", "DARK", "LAMPFLAT")
+#: Fewest inputs whose sigma-clipped stack rejects a cosmic ray in one of them (median and MAD of
+#: three values: the hit is beyond 3 MAD-sigma of the other two).
+MIN_CLIP_FRAMES = 3
 
 
 def select_calibrations(db, info) -> dict:
@@ -84,6 +97,24 @@ def register_results(db, results_infos, *, calibrations: bool = True, kinds=None
                 barycentric_correction=qc.get("barycentric_correction_m_s"),
                 wavelength_rms=None, qc={k: v for k, v in qc.items() if k != "calibration"},
             )  # fmt: skip
+
+
+def _flagged_inputs(paths, kind):
+    """The frames of a short stack (< :data:`MIN_CLIP_FRAMES`) read into memory, their cosmic rays
+    flagged unless their provenance says they already are."""
+    from ..calib import flag_cosmic_rays
+    from ..flags import Flag
+    from ..provenance import read_provenance
+    from .frames import read_frame
+
+    frames = []
+    for path in paths:
+        frame = read_frame(path)
+        if not any(p.get("step") == "nres.calib.flag_cosmic_rays" for p in read_provenance(frame.meta)):
+            frame = flag_cosmic_rays(frame, method="contrast", grow_from=Flag.SATURATED)
+            log.info("%s: cosmic rays flagged for a %d-frame %s stack", path, len(paths), kind)
+        frames.append(frame)
+    return frames
 
 
 def _inputs(db, kind, site, camera, start, end):
@@ -147,7 +178,8 @@ def stack_calibrations(
     MissingCalibrationError
         Fewer than ``min_frames`` inputs (for every fiber state).
     """
-    from ..calib import MIN_FRAMES, stack
+    from ..calib import MIN_FRAMES, fill_masked, stack
+    from ..flags import Flag
     from .frames import write_frame
 
     kind = str(kind).upper()
@@ -168,7 +200,10 @@ def stack_calibrations(
             continue
         paths = [p for _, p, _ in items]
         first = items[0][2]
-        master, ngood = stack(paths, method=method, min_frames=need, return_ngood=True)
+        inputs = paths if len(paths) >= MIN_CLIP_FRAMES else _flagged_inputs(paths, kind)
+        master, ngood = stack(inputs, method=method, min_frames=need, return_ngood=True)
+        if kind in ("BIAS", "DARK"):  # no hole, no NaN in the frames a master calibrates
+            master = fill_masked(master, flags=Flag.NO_WEIGHT | Flag.COSMIC_RAY)
         name = master_calibration_name(
             kind, site=site, instrument=str(first["instrument"]), camera=str(camera),
             day_obs=str(first["day_obs"]), fiber_state=state or None,

@@ -9,7 +9,7 @@ choose the calibrations and record the outcome.
 OBSTYPE    calibrations used                          products
 ========== ========================================= =============================================
 BIAS       --                                        ``-2d.fits.fz`` (processed frame)
-DARK       BIAS                                      ``-2d.fits.fz``
+DARK       BIAS                                      ``-2d.fits.fz`` (e-/s)
 LAMPFLAT   BIAS, DARK                                ``-2d.fits.fz``, ``-trace.fits`` (traces,
                                                      profiles, blaze)
 DOUBLE     BIAS, DARK, TRACE (same fibers)           ``-2d.fits.fz``, ``-1d.fits`` (arc),
@@ -19,8 +19,11 @@ TARGET     BIAS, DARK, TRACE, DOUBLE (same fibers);  ``-2d.fits.fz``, ``-1d.fits
 ========== ========================================= =============================================
 
 Every processed frame gets its dead columns flagged (:mod:`nres.pipeline.defects`; no bad-pixel
-map exists for simulated nights). The QC dict of a calibration product carries
-``qc["calibration"] = {"obstype", "path", "fiber_state"}`` so the driver can register it.
+map exists for simulated nights), and BIAS, DARK, LAMPFLAT and TARGET frames their cosmic rays
+(option ``cosmic_rays``, :func:`_process`). A processed DARK is in e-/s, and a BIAS or DARK product
+has its cosmic-ray pixels filled (still masked), so either calibrates frames by itself. The QC dict
+of a calibration product carries ``qc["calibration"] = {"obstype", "path", "fiber_state"}`` so the
+driver can register it.
 
 TARGET wavelengths: the master solution is the TRIPLE (``calibrations["TRIPLE"]``, DOUBLEs of both
 fiber pairs combined by :func:`nres.wavecal.combine_doubles`) when the driver found one, else the
@@ -93,9 +96,25 @@ def _out_dir(options):
     return out
 
 
+#: Frame types whose cosmic rays are flagged by default (option ``cosmic_rays="auto"``). Not DOUBLE:
+#: an arc is its own calibration (a hit is a narrow "line" that the line matching leaves out), and its
+#: pixels feed the wavelength solution, which is tested without the flagging.
+COSMIC_RAY_TYPES = ("BIAS", "DARK", "LAMPFLAT", "TARGET")
+
+
 def _process(path, calibrations, options, *, use=("BIAS", "DARK")):
-    """Read and process a raw file with the masters in ``use``; flag dead columns."""
-    from ..calib import process_ccd
+    """Read and process a raw file with the masters in ``use``; flag dead columns and cosmic rays.
+
+    Cosmic rays (option ``cosmic_rays``: "auto" (default) for :data:`COSMIC_RAY_TYPES`, True for
+    every type, False never) are flagged COSMIC_RAY by :func:`nres.calib.flag_cosmic_rays`
+    (``method="contrast"``, ~0.2 s per full frame; after the dead columns, whose neighbours would
+    otherwise stand out). The flags also grow from saturated pixels: a track's saturated pixels are
+    masked already, but its partially hit neighbours, often tens of thousands of electrons, are
+    not (in the scattered-light fit of a simulated TARGET they moved the background by up to
+    80 e-; 1 e- with them flagged). Next to a saturated ThAr line they flag the line's bright
+    wings, whose columns lost their core anyway."""
+    from ..calib import flag_cosmic_rays, process_ccd
+    from ..flags import Flag
     from ..io import read_raw
     from .defects import flag_dead_columns
     from .frames import read_master
@@ -108,7 +127,20 @@ def _process(path, calibrations, options, *, use=("BIAS", "DARK")):
     n_dead = 0
     if options.get("dead_columns", True):
         frame, n_dead = flag_dead_columns(frame)
+    mode = options.get("cosmic_rays", "auto")
+    if mode not in (True, False, "auto"):
+        raise InvalidParameterError(f"options: cosmic_rays must be True, False or 'auto', got {mode!r}")
+    obstype = raw.info.obstype
+    if mode is True or (mode == "auto" and obstype in COSMIC_RAY_TYPES):
+        frame = flag_cosmic_rays(frame, method="contrast", grow_from=Flag.SATURATED)
     return raw, frame, n_dead
+
+
+def _n_cosmic(frame):
+    from ..flags import Flag
+
+    flags = getattr(frame, "flags", None)
+    return 0 if flags is None else int(((np.asarray(flags) & int(Flag.COSMIC_RAY)) != 0).sum())
 
 
 def _frame_qc(raw, frame, n_dead):
@@ -120,15 +152,27 @@ def _frame_qc(raw, frame, n_dead):
         "median_e": float(np.median(data)) if data.size else float("nan"),
         "masked_fraction": float(1.0 - good.mean()),
         "n_dead_columns": int(n_dead),
+        "n_cosmic_ray_pixels": _n_cosmic(frame),
     }
 
 
+def _calibration_frame(frame):
+    """A processed BIAS/DARK with its cosmic-ray and no-weight (NaN) pixels filled with the median of
+    their row's neighbours (:func:`nres.calib.fill_masked`; still flagged and masked): used as a
+    calibration by itself, it then puts no hole or NaN into the frames it calibrates."""
+    from ..calib import fill_masked
+    from ..flags import Flag
+
+    return fill_masked(frame, flags=Flag.COSMIC_RAY | Flag.NO_WEIGHT)
+
+
 def reduce_bias(path, calibrations, options):
-    """BIAS: overscan, trim, gain; the processed frame (electrons)."""
+    """BIAS: overscan, trim, gain; the processed frame (electrons), cosmic rays flagged and filled."""
     out_dir = _out_dir(options)
     raw, frame, n_dead = _process(path, calibrations, options, use=())
     from .frames import write_frame
 
+    frame = _calibration_frame(frame)
     out = write_frame(frame, product_path(path, "2d", out_dir))
     qc = _frame_qc(raw, frame, n_dead)
     good = ~np.asarray(frame.mask, bool)
@@ -138,14 +182,28 @@ def reduce_bias(path, calibrations, options):
 
 
 def reduce_dark(path, calibrations, options):
-    """DARK: processed with the master bias (electrons; the master dark is made by stacking)."""
+    """DARK: processed with the master bias, cosmic rays flagged and filled, divided by EXPTIME.
+
+    The product is a dark-current image in e-/s (EXPTIME 1, the exposure in ``DARKEXPT``), like a
+    master dark: it can calibrate frames by itself (``reduce_file`` registers it) and
+    :func:`nres.calib.stack` combines such frames unchanged (it divides by their EXPTIME, 1).
+    """
     out_dir = _out_dir(options)
     raw, frame, n_dead = _process(path, calibrations, options, use=("BIAS",))
+    from ..calib import stack
     from .frames import write_frame
 
-    out = write_frame(frame, product_path(path, "2d", out_dir))
+    exptime = float(raw.info.exptime)
+    if not exptime > 0:
+        raise InvalidParameterError(f"{Path(path).name}: a DARK needs EXPTIME > 0 (got {exptime!r})")
     qc = _frame_qc(raw, frame, n_dead)
-    qc["dark_rate_e_s"] = qc["median_e"] / raw.info.exptime if raw.info.exptime > 0 else float("nan")
+    # the one-frame stack is the normalisation (e-/s, variance / EXPTIME^2, EXPTIME = 1 in the header)
+    rate = _calibration_frame(stack([frame], obstype="DARK", min_frames=1))
+    rate.meta["DARKEXPT"] = (exptime, "[s] exposure time of the dark")
+    for key in ("NCOMBINE", "NGOODMIN", "NGOODMAX"):
+        rate.meta.pop(key, None)
+    out = write_frame(rate, product_path(path, "2d", out_dir))
+    qc["dark_rate_e_s"] = qc["median_e"] / exptime
     qc["calibration"] = {"obstype": "DARK", "path": os.fspath(out), "fiber_state": ""}
     return [out], qc
 
@@ -162,7 +220,8 @@ def trace_flat(flat, *, site=None):
 
 
 def reduce_flat(path, calibrations, options):
-    """LAMPFLAT: processed frame, then its traces, profiles and blaze (``-trace.fits``)."""
+    """LAMPFLAT: processed frame (cosmic rays flagged, so masked for the tracing), then its traces,
+    profiles and blaze (``-trace.fits``)."""
     out_dir = _out_dir(options)
     raw, frame, n_dead = _process(path, calibrations, options)
     from .frames import write_frame, write_trace_file
@@ -476,10 +535,11 @@ def reduce_file(
         Recipe options: ``template`` (``"simulated"`` or a line-mask path), ``mask_medium``,
         ``plot`` (summary figure, default True), ``summary_format`` ("png", "pdf" or "both"),
         ``e91`` (also write the original's e91 file, default False), ``dead_columns`` (default
-        True), ``line_list``, ``drift_correction`` (TARGET: True (default) corrects the master
-        solution for the drift measured on the simultaneous ThAr, False never, ``"auto"`` only
-        against a TRIPLE), ``drift_max_error_m_s`` (5.0: a drift less precise than this is not
-        applied; ``qc["drift_skipped"]`` says why).
+        True), ``cosmic_rays`` ("auto" (default): flag the cosmic rays of BIAS, DARK, LAMPFLAT and
+        TARGET frames; True: also DOUBLE; False: none), ``line_list``, ``drift_correction``
+        (TARGET: True (default) corrects the master solution for the drift measured on the
+        simultaneous ThAr, False never, ``"auto"`` only against a TRIPLE), ``drift_max_error_m_s``
+        (5.0: a drift less precise than this is not applied; ``qc["drift_skipped"]`` says why).
 
     Returns
     -------
