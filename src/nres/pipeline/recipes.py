@@ -300,23 +300,16 @@ def _barycentric(raw, fiber):
 
 
 def wavecal_error(solution, spec, rv, fiber) -> float:
-    """Upper bound (m/s) of the RV error from the wavelength solution's uncertainty.
+    """Standard error (m/s) the wavelength solution's uncertainty gives the RV.
 
-    Per order, the solution's velocity error (from its covariance) averaged over the order's
-    pixels; orders combined with the RV's weights as if fully correlated (``sum w_i e_i``), which
-    bounds the true combination (the errors of one polynomial solution are correlated along and
-    across orders). Every exposure calibrated by the same arc shares this error.
+    :func:`nres.pipeline.qc.wavecal_rv_error`: the solution's covariance propagated to the RV's
+    information-weighted combination of pixels and orders. Every exposure calibrated by the same
+    master shares this error. (It was an upper bound, the RV-weighted mean of the pointwise
+    errors as if fully correlated: ~3x the propagated error on the demo's window.)
     """
-    weights = {int(m): float(w) for m, w in zip(rv.orders["order"], rv.orders["weight"], strict=True)}
-    x = np.asarray(spec.pixel, float)
-    x = x if x.ndim == 1 else x[0, 0]
-    sample = x[:: max(1, x.size // 64)]  # the error is a smooth polynomial: 64 points are plenty
-    total = 0.0
-    for m, w in weights.items():
-        if w > 0:
-            err = solution.velocity_error(sample, np.full(sample.size, m), np.full(sample.size, fiber))
-            total += w * float(np.nanmean(err.to_value(u.m / u.s)))
-    return total
+    from .qc import wavecal_rv_error
+
+    return wavecal_rv_error(solution, spec, rv, fiber)
 
 
 def measure_rv(spec, reference, *, method, fiber, z_b, window=30.0):
@@ -421,7 +414,7 @@ def reduce_target(path, calibrations, options):
     raw, frame, n_dead = _process(path, calibrations, options)
     from ..wavecal import WavelengthSolution, apply_solution
     from .frames import write_frame
-    from .qc import rv_qc, snr_per_order, spectrum_qc
+    from .qc import error_budget, rv_qc, snr_per_order, spectrum_qc
     from .spectrum1d import write_spectrum_1d
 
     fiber = raw.info.science_fiber
@@ -468,6 +461,8 @@ def reduce_target(path, calibrations, options):
         qc["rv_start"] = rv.meta["start"]
         qc |= rv_qc(rv)
         qc["rv_err_wavecal_m_s"] = wavecal_error(master, spec, rv, fiber)
+        # photon (+) drift per exposure, (+) the master's error in total (docs/pipeline.md)
+        qc |= error_budget(qc["rv_err_m_s"], drift=qc.get("drift_err_m_s"), wavecal=qc["rv_err_wavecal_m_s"])
         if bary.bjd_tdb is not None:
             qc["bjd_tdb"] = float(bary.bjd_tdb.tdb.jd)
             if rv.bjd_tdb is None:  # measure() leaves it None when given z_b; the products want it
