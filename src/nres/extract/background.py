@@ -163,7 +163,9 @@ def fit_scattered_light(
         With wing-aware profiles (:func:`~nres.extract.measure_profiles`), the light of the lit
         traces' profiles (:func:`~nres.extract.trace_model`, fitted to the frame minus the current
         background) is removed from the inter-order pixels before the fit, ``n_iter`` times.
-        Without it, wings reaching between the orders count as scattered light.
+        Without it, wings reaching between the orders count as scattered light. With it, pixels
+        within the profiles' extent of a nuisance trace or of a trace whose aperture is off the
+        frame in that column are not used (no fitted flux models their light).
     n_iter : int
         Background / trace-model iterations when ``profile`` is given.
     read_noise : float or None

@@ -265,6 +265,9 @@ def extract(
     -------
     EchelleSpectrum
         data (n_fiber, n_order, nx) in electrons, variance, flags; ``pixel`` the full-detector columns;
+        nuisance traces (``traces.nuisance``) take part in the fits but are not in it. With a joint
+        fit, ORDER_EDGE also flags columns where another trace's aperture is wholly off the frame
+        (no flux can be fitted for it) while its profile reaches this aperture.
         ``meta["EXTRACTION"]`` a QTable per (fiber, order): ``fiber, order, n_columns, dy`` (median
         light centroid minus the profile's, px; NaN for box), ``width`` (median rms width, px),
         ``n_rejected`` (pixels), ``n_flagged`` (columns flagged COSMIC_RAY/OUTLIER), ``n_bleed``.

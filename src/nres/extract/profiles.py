@@ -378,7 +378,10 @@ def measure_profiles(
     Profiles
         ``data`` of shape (n_fiber, n_order, n_blocks, n_dy) with ``dy`` the offset grid;
         ``meta["NJOINT"]`` joint iterations, ``meta["DPROF"]`` the largest change of a profile value
-        (relative to its peak) in the last one.
+        (relative to its peak) in the last one, ``meta["NBORROW"]`` the (trace, block) profiles
+        borrowed from the nearest measured order of the same fiber: blocks where a trace's
+        aperture and extent are wholly on the frame in fewer than a quarter of the columns (a
+        frame's edge cuts them), and every block of a nuisance trace (``traces.nuisance``).
 
     Raises
     ------
