@@ -107,7 +107,7 @@ def _process(path, calibrations, options, *, use=("BIAS", "DARK")):
 
     Cosmic rays (option ``cosmic_rays``: "auto" (default) for :data:`COSMIC_RAY_TYPES`, True for
     every type, False never) are flagged COSMIC_RAY by :func:`nres.calib.flag_cosmic_rays`
-    (``method="contrast"``, ~0.2 s per full frame; after the dead columns, whose neighbours would
+    (``method="contrast"``, ~0.15 s per full frame; after the dead columns, whose neighbours would
     otherwise stand out). The flags also grow from saturated pixels: a track's saturated pixels are
     masked already, but its partially hit neighbours, often tens of thousands of electrons, are
     not (in the scattered-light fit of a simulated TARGET they moved the background by up to
