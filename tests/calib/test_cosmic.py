@@ -290,3 +290,44 @@ def test_fill_masked_known_answer():
     assert np.isnan(frame.data[2, 21]) and frame.data[1, 10] == 5e4  # input untouched
     with pytest.raises(InvalidParameterError, match="max_half"):
         fill_masked(frame, max_half=1)
+
+
+def _twin_fill_rows(data, var, fill, usable, max_half):
+    out, out_var = data.copy(), var.copy()
+    ny, nx = data.shape
+    for y, x in zip(*np.nonzero(fill), strict=True):
+        h = 2
+        while True:
+            cols = [c for c in range(max(x - h, 0), min(x + h + 1, nx)) if usable[y, c]]
+            if len(cols) >= 2 or h >= max_half:
+                break
+            h = min(2 * h, max_half)
+        if cols:
+            out[y, x] = np.median(data[y, cols])
+            out_var[y, x] = np.median(var[y, cols])
+    return out, out_var
+
+
+def test_fill_and_helper_kernels_match_numpy():
+    """_fill_rows against its numpy twin (random frame, 30 % of the pixels unusable so the window
+    widens, some rows without any usable pixel); true_coords and _masked_min against numpy."""
+    from nres.calib import _kernels
+
+    rng = np.random.default_rng(9)
+    data = rng.normal(100.0, 10.0, (20, 50))
+    var = rng.uniform(1.0, 5.0, data.shape)
+    fill = rng.random(data.shape) < 0.2
+    usable = (rng.random(data.shape) > 0.3) & ~fill
+    usable[3] = False  # a row with nothing usable: values kept
+    out, out_var = data.copy(), var.copy()
+    _kernels._fill_rows(data, var, True, fill, usable, 8, out, out_var)
+    want, want_var = _twin_fill_rows(data, var, fill, usable, 8)
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(out_var, want_var)
+    a, b = rng.random(data.shape) < 0.05, rng.random(data.shape) < 0.05
+    ys, xs = _kernels.true_coords(a, b)
+    want_ys, want_xs = np.nonzero(a | b)
+    np.testing.assert_array_equal(ys, want_ys)
+    np.testing.assert_array_equal(xs, want_xs)
+    assert _kernels._masked_min(var, ~usable) == var[usable].min()
+    assert _kernels._masked_min(var, np.ones(var.shape, bool)) == 0.0
