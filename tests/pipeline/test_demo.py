@@ -42,7 +42,8 @@ def test_demo_command_runs_and_writes_the_rv_table(tmp_path, capsys):
 
 def test_star_summary_weighted_mean():
     """Hand-computed: differences 1 and 4 m/s with per-exposure errors 1 and 2 m/s -> weights 1 and
-    1/4, mean (1 + 1) / 1.25 = 1.6 m/s, its error 1 / sqrt(1.25); wavecal errors 3 and 5 -> 4 (shared)."""
+    1/4, mean (1 + 1) / 1.25 = 1.6 m/s, its error 1 / sqrt(1.25); wavecal errors 3 and 5 -> 4 and
+    flat errors 1 and 2 -> 1.5 (shared: their means)."""
     from nres.pipeline.cmd_demo import star_summary
 
     table = Table(
@@ -52,6 +53,7 @@ def test_star_summary_weighted_mean():
             "difference": [1.0, 4.0, np.nan],
             "rv_err_exposure": [1.0, 2.0, np.nan],
             "rv_err_wavecal": [3.0, 5.0, np.nan],
+            "rv_err_flat": [1.0, 2.0, np.nan],
         }
     )
     stars = star_summary(table)
@@ -60,6 +62,7 @@ def test_star_summary_weighted_mean():
     assert abs(a["difference"] - 1.6) < 1e-12
     assert abs(a["rv_err_exposure"] - 1.0 / np.sqrt(1.25)) < 1e-12
     assert abs(a["rv_err_wavecal"] - 4.0) < 1e-12
-    assert abs(a["rv_err_total"] - np.hypot(1.0 / np.sqrt(1.25), 4.0)) < 1e-12
+    assert abs(a["rv_err_flat"] - 1.5) < 1e-12
+    assert abs(a["rv_err_total"] - np.sqrt(1.0 / 1.25 + 4.0**2 + 1.5**2)) < 1e-12
     assert bool(a["within_limit"])  # 1.6 <= max(3, 4 x 4.1)
     assert b["n"] == 0 and not bool(b["within_limit"])  # no measured exposure: fails

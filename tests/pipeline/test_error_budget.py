@@ -12,17 +12,19 @@ import zlib
 import astropy.units as u
 import numpy as np
 import pytest
+from astropy.nddata import VarianceUncertainty
 from scipy import stats
 
 from nres.doppler import C_M_S
 from nres.instrument import PhysicalModel
-from nres.pipeline.qc import error_budget, wavecal_rv_error
+from nres.pipeline.qc import error_budget, flat_rv_error, wavecal_rv_error
 from nres.pipeline.recipes import wavecal_error
 from nres.pipeline.templates import simulated_template
 from nres.rv import measure
 from nres.sim import StellarSpectrum, simulate_extracted
 from nres.sim.extracted_arc import simulate_extracted_arc
 from nres.sim.night import DEFAULT_TARGETS
+from nres.spectrum import EchelleSpectrum
 from nres.wavecal import apply_solution, combine_doubles, measure_fiber_offsets, solve
 
 MJD = 58578.92  # the demo night (lsc csv row 58190)
@@ -108,12 +110,19 @@ def test_triple_star_fibers_carry_the_offsets_uncertainty(window_doubles):
 
 
 def test_error_budget_adds_the_terms_in_quadrature():
-    # known answers: 3-4-5 and 5-12-13 triangles; missing or NaN terms count as 0
+    # known answers: 3-4-5, 5-12-13 and 12-16-20 triangles; missing or NaN terms count as 0
     assert error_budget(3.0, drift=4.0, wavecal=12.0) == pytest.approx(
-        {"rv_err_exposure_m_s": 5.0, "rv_err_total_m_s": 13.0}
+        {"rv_err_exposure_m_s": 5.0, "rv_err_calibration_m_s": 12.0, "rv_err_total_m_s": 13.0}
     )
-    assert error_budget(3.0) == pytest.approx({"rv_err_exposure_m_s": 3.0, "rv_err_total_m_s": 3.0})
-    assert error_budget(3.0, drift=float("nan"), wavecal=4.0)["rv_err_total_m_s"] == pytest.approx(5.0)
+    budget = error_budget(3.0, drift=4.0, wavecal=12.0, flat=16.0)
+    assert budget["rv_err_calibration_m_s"] == pytest.approx(20.0)
+    assert budget["rv_err_total_m_s"] == pytest.approx(np.hypot(5.0, 20.0))
+    assert error_budget(3.0) == pytest.approx(
+        {"rv_err_exposure_m_s": 3.0, "rv_err_calibration_m_s": 0.0, "rv_err_total_m_s": 3.0}
+    )
+    assert error_budget(3.0, drift=float("nan"), wavecal=4.0, flat=None)["rv_err_total_m_s"] == pytest.approx(
+        5.0
+    )
 
 
 def test_wavecal_error_is_the_rv_response_to_the_solution_covariance():
@@ -169,3 +178,35 @@ def test_rv_minus_truth_has_unit_scatter_in_the_total_error():
     assert lo < np.sum(pulls**2) < hi, np.sum(pulls**2) / pulls.size
     # no bias: the mean pull of 40 independent N(0, 1) within 3.5 / sqrt(40) (p = 5e-4)
     assert abs(pulls.mean()) < 3.5 / np.sqrt(pulls.size)
+
+
+def test_flat_error_is_the_rv_scatter_from_blaze_noise():
+    # Known answer: the RV fit's model is multiplied by the flat's blaze; draw 100 blazes with
+    # per-pixel noise of known variance, measure a noiseless star with each and compare the RVs'
+    # scatter with flat_rv_error (which sees only the variance). Three orders keep it quick.
+    rng = np.random.default_rng(7)
+    orders = np.array([82, 83, 84])
+    kwargs = {"rv": STAR.rv, "z_b": 0.0, "orders": orders, "n_pixel": X1 - X0, "snr": STAR_SNR,
+              "template": _star_spectrum(), "mjd": MJD}  # fmt: skip
+    clean, _ = simulate_extracted(seed=1, noiseless=True, **kwargs)
+    noisy, _ = simulate_extracted(seed=2, **kwargs)
+    template = simulated_template(STAR.name, clean, fiber=0)
+    blaze = np.asarray(clean.blaze)
+    rel_sigma = 2.0 / STAR_SNR  # the flat's relative noise: half the star's S/N at the blaze peak
+    blaze_spec = EchelleSpectrum(
+        blaze, uncertainty=VarianceUncertainty((rel_sigma * blaze) ** 2), orders=orders, fibers=[0],
+        pixel=clean.pixel, blaze=blaze,
+    )  # fmt: skip
+    predicted = flat_rv_error(noisy, blaze_spec, _rv(noisy, template), 0, n_combined=1)
+    base = _rv(clean, template).rv.to_value(u.m / u.s)
+    shifts = []
+    for _ in range(100):
+        drawn = blaze * (1.0 + rel_sigma * rng.standard_normal(blaze.shape))
+        shifts.append(_rv(clean._replace(blaze=drawn), template).rv.to_value(u.m / u.s) - base)
+    measured = float(np.std(shifts, ddof=1))
+    # the rms of 100 draws scatters by 7 %: 3.5 sigma is 25 %. The variance bookkeeping it checks
+    # is a factor of 2 per flat (NCOMBINE; the demo's 2 flats: 1.41 in the error)
+    assert predicted == pytest.approx(measured, rel=0.25), (predicted, measured)
+    # a master of 2 flats whose blaze variance is that of one (extract's model variance)
+    halved = flat_rv_error(noisy, blaze_spec, _rv(noisy, template), 0, n_combined=2)
+    assert halved == pytest.approx(predicted / np.sqrt(2.0))

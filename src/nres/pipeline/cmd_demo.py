@@ -9,8 +9,8 @@ measured barycentric RVs are compared with the injected ``c z_star`` of each exp
 
 An RV passes when ``|measured - injected| <= max(3 m/s, 4 sigma)`` with sigma the total error of
 :func:`nres.pipeline.qc.error_budget`: photon noise and the drift correction's error (independent
-between exposures) and the master wavelength solution's error (:func:`~nres.pipeline.qc.wavecal_rv_error`),
-which every exposure calibrated by it shares.
+between exposures), the master wavelength solution's error (:func:`~nres.pipeline.qc.wavecal_rv_error`)
+and the flat's (:func:`~nres.pipeline.qc.flat_rv_error`), which the exposures they calibrate share.
 """
 
 from __future__ import annotations
@@ -121,23 +121,25 @@ def run_demo(
         injected = float(t["z_star"]) * C_M_S  # barycentric RV: c z_star (1 + z_obs = (1+z_star)/(1+z_B))
         if r is None:
             rows.append((str(t["filename"]), str(t["target"]), int(t["science_fiber"]), injected,
-                         *[np.nan] * 7, False))  # fmt: skip
+                         *[np.nan] * 8, False))  # fmt: skip
             continue
         qc = r["qc"] if isinstance(r["qc"], dict) else json.loads(str(r["qc"]) or "{}")
         photon = float(r["rv_err"])
         drift = qc.get("drift_err_m_s")
         wave = float(qc.get("rv_err_wavecal_m_s", 0.0))
-        budget = error_budget(photon, drift=drift, wavecal=wave)
+        flat = float(qc.get("rv_err_flat_m_s", 0.0))
+        budget = error_budget(photon, drift=drift, wavecal=wave, flat=flat)
         total = budget["rv_err_total_m_s"]
         diff = float(r["rv"]) - injected
         ok = abs(diff) <= max(3.0, 4.0 * total)
         rows.append((str(t["filename"]), str(t["target"]), int(t["science_fiber"]), injected, float(r["rv"]),
                      photon, np.nan if drift is None else float(drift), budget["rv_err_exposure_m_s"], wave,
-                     total, diff, ok))  # fmt: skip
+                     flat, total, diff, ok))  # fmt: skip
     names = ("filename", "target", "fiber", "rv_injected", "rv_measured", "rv_err_photon", "rv_err_drift",
-             "rv_err_exposure", "rv_err_wavecal", "rv_err_total", "difference", "within_limit")  # fmt: skip
+             "rv_err_exposure", "rv_err_wavecal", "rv_err_flat", "rv_err_total", "difference",
+             "within_limit")  # fmt: skip
     table = Table(rows=rows, names=names) if rows else Table(names=names)
-    for col in names[3:11]:
+    for col in names[3:12]:
         table[col].unit = "m / s"
         table[col].format = ".2f"
     table.meta["limit"] = "|difference| <= max(3 m/s, 4 rv_err_total)"
@@ -159,11 +161,11 @@ def star_summary(table):
     """Per star: the inverse-variance weighted mean of its exposures' differences.
 
     The per-exposure errors (photon and drift, ``rv_err_exposure``) are independent and average
-    down (the mean's: ``1 / sqrt(sum 1 / sigma_i^2)``); the master wavelength solution's error is
-    shared by every exposure it calibrates and does not (``rv_err_wavecal``: the exposures' mean).
-    Returns an astropy Table: ``target``, ``n``, ``difference``, ``rv_err_exposure``,
-    ``rv_err_wavecal``, ``rv_err_total`` (m/s) and ``within_limit`` (``|difference| <= max(3 m/s,
-    4 rv_err_total)``).
+    down (the mean's: ``1 / sqrt(sum 1 / sigma_i^2)``); the master wavelength solution's and the
+    flat's errors are shared by every exposure they calibrate and do not (``rv_err_wavecal``,
+    ``rv_err_flat``: the exposures' means). Returns an astropy Table: ``target``, ``n``,
+    ``difference``, ``rv_err_exposure``, ``rv_err_wavecal``, ``rv_err_flat``, ``rv_err_total`` (m/s)
+    and ``within_limit`` (``|difference| <= max(3 m/s, 4 rv_err_total)``).
     """
     import numpy as np
     from astropy.table import Table
@@ -172,17 +174,19 @@ def star_summary(table):
     for name in sorted(set(table["target"].tolist())):
         sel = table[(table["target"] == name) & np.isfinite(np.asarray(table["rv_measured"], dtype=float))]
         if len(sel) == 0:
-            rows.append((name, 0, np.nan, np.nan, np.nan, np.nan, False))
+            rows.append((name, 0, np.nan, np.nan, np.nan, np.nan, np.nan, False))
             continue
         w = 1.0 / np.asarray(sel["rv_err_exposure"], dtype=float) ** 2
         diff = float(np.sum(w * np.asarray(sel["difference"], dtype=float)) / np.sum(w))
         exposure = float(1.0 / np.sqrt(np.sum(w)))
         wave = float(np.mean(np.asarray(sel["rv_err_wavecal"], dtype=float)))
-        total = float(np.hypot(exposure, wave))
-        rows.append((name, len(sel), diff, exposure, wave, total, abs(diff) <= max(3.0, 4.0 * total)))
-    names = ("target", "n", "difference", "rv_err_exposure", "rv_err_wavecal", "rv_err_total", "within_limit")
+        flat = float(np.mean(np.asarray(sel["rv_err_flat"], dtype=float)))
+        total = float(np.sqrt(exposure**2 + wave**2 + flat**2))
+        rows.append((name, len(sel), diff, exposure, wave, flat, total, abs(diff) <= max(3.0, 4.0 * total)))
+    names = ("target", "n", "difference", "rv_err_exposure", "rv_err_wavecal", "rv_err_flat", "rv_err_total",
+             "within_limit")  # fmt: skip
     stars = Table(rows=rows, names=names) if rows else Table(names=names)
-    for col in names[2:6]:
+    for col in names[2:7]:
         stars[col].unit = "m / s"
         stars[col].format = ".2f"
     return stars
@@ -203,7 +207,7 @@ def run(args) -> int:
     show.pprint(max_lines=-1, max_width=-1)
     n_ok = int(sum(bool(v) for v in table["within_limit"]))
     print(f"\n{n_ok}/{len(table)} RVs within max(3 m/s, 4 sigma) of the injected values")
-    print("\nper star (weighted mean of its exposures; the wavelength solution's error does not average):")
+    print("\nper star (weighted mean of its exposures; the calibrations' errors do not average down):")
     paths["stars_table"].pprint(max_lines=-1, max_width=-1)
     for path, reason in paths["failures"]:
         print(f"FAILED {Path(path).name}: {reason}")

@@ -12,7 +12,9 @@ The error budget of a TARGET's RV (:func:`error_budget`, :func:`wavecal_rv_error
 - ``rv_err_exposure_m_s`` = photon (+) drift: what averages down over a star's exposures;
 - ``rv_err_wavecal_m_s``: the master solution's uncertainty propagated to the RV (shared by every
   exposure calibrated by that master; does not average down);
-- ``rv_err_total_m_s`` = exposure (+) wavecal: the error of one RV against the truth.
+- ``rv_err_flat_m_s``: the noise of the lamp flat's blaze, which the RV fit's model is multiplied
+  by (shared by every exposure of a star reduced with that flat; does not average down);
+- ``rv_err_total_m_s`` = exposure (+) wavecal (+) flat: the error of one RV against the truth.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "rv_qc",
     "trace_shift",
     "wavecal_rv_error",
+    "flat_rv_error",
     "error_budget",
 ]
 
@@ -195,7 +198,81 @@ def wavecal_rv_error(solution, spec, rv, fiber) -> float:
     return float(C_M_S * np.sqrt(max(float(jac @ cov @ jac), 0.0)))
 
 
-def error_budget(photon, *, drift=None, wavecal=None) -> dict:
+def flat_rv_error(spec, blaze, rv, fiber, *, n_combined=None) -> float:
+    """Standard error (m/s) the noise of the flat's blaze gives an RV.
+
+    The RV fit's model is the template times the blaze (``spec.blaze``, the lamp flat's extracted
+    and normalised spectrum) times a smooth continuum, so the blaze's per-pixel noise ``eps(x)``
+    (relative) acts as a fixed pattern of model errors ``F(x) eps(x)``. In a least-squares fit of
+    the shift, order m's RV then errs by ``sigma_m^2 sum_x S(x) F(x) eps(x) / V(x)`` (``S`` the
+    model's slope, ``V`` the pixel variance, ``sigma_m`` the order's photon error), whose standard
+    error is ``sigma_m sqrt(sum_x a_m(x) rho(x)^2)`` with ``a_m`` the shift information weights
+    (:func:`_shift_information`) and ``rho^2 = F^2 var(eps) / V`` the flat's relative variance over
+    the star's. Orders (independent flat noise) combine with the RV's weights in quadrature. The
+    same flat reduces every exposure of the night, so the error is common to a star's exposures;
+    it falls as 1/sqrt(number of flats). (With the demo's 2 flats per fiber pair: measured 0.73
+    m/s rms over 20 flat realisations, predicted 0.71; one flat: 1.02 and 1.01 m/s.)
+
+    The blaze of a master flat comes from its optimal extraction, whose model variance is that of
+    one exposure (read noise plus the flux): for a mean of N flats it is N times too large, so the
+    variance is divided by ``n_combined`` (default: the blaze's ``NCOMBINE`` header card, 1 if
+    absent).
+
+    Parameters
+    ----------
+    spec : EchelleSpectrum
+        The spectrum the RV was measured on (flux, variance, mask of ``fiber``).
+    blaze : EchelleSpectrum
+        The flat's blaze (:func:`nres.extract.measure_blaze`, with its variance), the same columns.
+    rv : RVResult
+        The RV: its ``orders`` table gives the orders, their errors and weights.
+    fiber : int
+    n_combined : int or None
+        Flats averaged into the master the blaze was measured on (see above).
+
+    Returns
+    -------
+    float
+        m/s; 0 when the blaze has no variance or no order has weight.
+    """
+    if blaze is None or blaze.variance is None:
+        return 0.0
+    fi = int(np.flatnonzero(np.asarray(spec.fibers) == int(fiber))[0])
+    bf = np.flatnonzero(np.asarray(blaze.fibers) == int(fiber))
+    if bf.size == 0 or np.shape(blaze.data)[-1] != np.shape(spec.data)[-1]:
+        return 0.0
+    b_orders = [int(m) for m in np.asarray(blaze.orders)]
+    spec_orders = [int(m) for m in np.asarray(spec.orders)]
+    data = np.asarray(spec.data[fi], dtype=np.float64)
+    var = np.asarray(spec.variance[fi], dtype=np.float64)
+    mask = np.asarray(spec.mask[fi], dtype=bool)
+    lam_all = spec.wavelength[fi].to_value(u.nm)
+    b_val = np.asarray(blaze.data[bf[0]], dtype=np.float64)
+    if n_combined is None:
+        meta = blaze.meta if hasattr(blaze.meta, "get") else {}
+        n_combined = meta.get("NCOMBINE", 1)
+    b_var = np.asarray(blaze.variance[bf[0]], dtype=np.float64) / max(int(n_combined), 1)
+    total = 0.0
+    for m, w, err in zip(
+        np.asarray(rv.orders["order"]),
+        np.asarray(rv.orders["weight"], dtype=float),
+        np.asarray(u.Quantity(rv.orders["rv_err"]).to_value(u.m / u.s), dtype=float),
+        strict=True,
+    ):
+        if not (w > 0 and np.isfinite(err)) or int(m) not in spec_orders or int(m) not in b_orders:
+            continue
+        j, k = spec_orders.index(int(m)), b_orders.index(int(m))
+        lam = lam_all[j]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = b_var[k] / b_val[k] ** 2  # the blaze's relative variance
+            good = ~mask[j] & np.isfinite(data[j]) & (var[j] > 0) & np.isfinite(lam) & np.isfinite(rel)
+            rho2 = np.where(good, data[j] ** 2 * rel / var[j], 0.0)
+        a = _shift_information(data[j], var[j], good, np.where(np.isfinite(lam), lam, 1.0))
+        total += (w * err) ** 2 * float(np.sum(a * rho2))
+    return float(np.sqrt(total))
+
+
+def error_budget(photon, *, drift=None, wavecal=None, flat=None) -> dict:
     """The RV's per-exposure and total errors (m/s) from its terms, added in quadrature.
 
     Parameters
@@ -206,16 +283,25 @@ def error_budget(photon, *, drift=None, wavecal=None) -> dict:
         Error of the drift correction applied to this exposure (m/s); None or NaN: none applied.
     wavecal : float or None
         Error the master wavelength solution gives the RV (:func:`wavecal_rv_error`, m/s).
+    flat : float or None
+        Error the flat's blaze noise gives the RV (:func:`flat_rv_error`, m/s).
 
     Returns
     -------
     dict
-        ``rv_err_exposure_m_s`` (photon (+) drift: independent between exposures) and
-        ``rv_err_total_m_s`` (exposure (+) wavecal: one RV against the truth).
+        ``rv_err_exposure_m_s`` (photon (+) drift: independent between exposures),
+        ``rv_err_calibration_m_s`` (wavecal (+) flat: common to the exposures of a star reduced
+        with the same master solution and flat) and ``rv_err_total_m_s`` (both: one RV against
+        the truth).
     """
 
     def term(value):
         return float(value) if value is not None and np.isfinite(value) else 0.0
 
     exposure = float(np.hypot(term(photon), term(drift)))
-    return {"rv_err_exposure_m_s": exposure, "rv_err_total_m_s": float(np.hypot(exposure, term(wavecal)))}
+    calibration = float(np.hypot(term(wavecal), term(flat)))
+    return {
+        "rv_err_exposure_m_s": exposure,
+        "rv_err_calibration_m_s": calibration,
+        "rv_err_total_m_s": float(np.hypot(exposure, calibration)),
+    }

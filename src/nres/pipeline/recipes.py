@@ -242,14 +242,16 @@ def reduce_flat(path, calibrations, options):
     return [out2d, out_trace], qc
 
 
-def _extract(frame, trace_file):
+def _extract(frame, trace_file, *, return_blaze=False):
+    """Scattered light, optimal extraction, the flat's blaze attached; also the blaze (with its
+    variance, for the RV's error budget) when ``return_blaze``."""
     from ..extract import extract, subtract_scattered_light, with_blaze
     from .frames import read_trace_file
 
     traces, profiles, blaze, _ = read_trace_file(trace_file)
     clean, background = subtract_scattered_light(frame, traces)
-    spec = extract(clean, traces, profile=profiles, background=background)
-    return with_blaze(spec, blaze)
+    spec = with_blaze(extract(clean, traces, profile=profiles, background=background), blaze)
+    return (spec, blaze) if return_blaze else spec
 
 
 def reduce_arc(path, calibrations, options):
@@ -414,13 +416,13 @@ def reduce_target(path, calibrations, options):
     raw, frame, n_dead = _process(path, calibrations, options)
     from ..wavecal import WavelengthSolution, apply_solution
     from .frames import write_frame
-    from .qc import error_budget, rv_qc, snr_per_order, spectrum_qc
+    from .qc import error_budget, flat_rv_error, rv_qc, snr_per_order, spectrum_qc
     from .spectrum1d import write_spectrum_1d
 
     fiber = raw.info.science_fiber
     if fiber is None or fiber not in raw.info.targets:
         raise InvalidParameterError(f"{Path(path).name}: TARGET frame without a science fiber target")
-    spec = _extract(frame, _need(calibrations, "TRACE", path))
+    spec, flat_blaze = _extract(frame, _need(calibrations, "TRACE", path), return_blaze=True)
     master_path = calibrations.get("TRIPLE") or _need(calibrations, "DOUBLE", path)
     master = WavelengthSolution.read(master_path)
     # drift correction on by default. The spurious tens of m/s it measured on drift-free simulated
@@ -461,8 +463,13 @@ def reduce_target(path, calibrations, options):
         qc["rv_start"] = rv.meta["start"]
         qc |= rv_qc(rv)
         qc["rv_err_wavecal_m_s"] = wavecal_error(master, spec, rv, fiber)
-        # photon (+) drift per exposure, (+) the master's error in total (docs/pipeline.md)
-        qc |= error_budget(qc["rv_err_m_s"], drift=qc.get("drift_err_m_s"), wavecal=qc["rv_err_wavecal_m_s"])
+        qc["rv_err_flat_m_s"] = flat_rv_error(spec, flat_blaze, rv, fiber)
+        # photon (+) drift per exposure; the master solution's and the flat's errors are common to the
+        # exposures they calibrate (docs/pipeline.md "RV error budget")
+        qc |= error_budget(
+            qc["rv_err_m_s"], drift=qc.get("drift_err_m_s"), wavecal=qc["rv_err_wavecal_m_s"],
+            flat=qc["rv_err_flat_m_s"],
+        )  # fmt: skip
         if bary.bjd_tdb is not None:
             qc["bjd_tdb"] = float(bary.bjd_tdb.tdb.jd)
             if rv.bjd_tdb is None:  # measure() leaves it None when given z_b; the products want it
