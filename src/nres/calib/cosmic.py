@@ -31,6 +31,7 @@ from ..errors import InvalidParameterError
 from ..flags import FLAG_DTYPE, Flag, empty_flags, flags_to_mask
 from ..provenance import record_provenance
 from . import _kernels
+from .ccd import _variance
 
 __all__ = ["flag_cosmic_rays", "fill_masked", "COSMIC_METHODS"]
 
@@ -64,15 +65,6 @@ def _lacosmic(data, inmask, read_noise, sigclip, sigfrac, objlim, niter):
         verbose=False,
     )
     return np.asarray(crmask, dtype=bool)
-
-
-def _variance_array(frame):
-    unc = frame.uncertainty
-    if unc is None:
-        return None
-    if not isinstance(unc, VarianceUncertainty):
-        unc = unc.represent_as(VarianceUncertainty)
-    return np.ascontiguousarray(unc.array, dtype=np.float64)
 
 
 def flag_cosmic_rays(
@@ -142,7 +134,7 @@ def flag_cosmic_rays(
     inmask = ~np.isfinite(data)
     if frame.mask is not None:
         inmask |= np.asarray(frame.mask, dtype=bool)
-    var = _variance_array(frame)
+    var = _variance(frame)
     if method == "lacosmic":
         sigclip = 4.5 if sigclip is None else float(sigclip)
         crmask = _lacosmic(data, inmask, rn, sigclip, sigfrac, objlim, niter)
@@ -244,7 +236,7 @@ def fill_masked(frame, *, flags=Flag.COSMIC_RAY | Flag.NO_WEIGHT, max_half: int 
     mask = np.zeros(data.shape, bool) if frame.mask is None else np.asarray(frame.mask, dtype=bool)
     select = mask.copy() if fflags is None else (np.asarray(fflags) & FLAG_DTYPE(flags)) != 0
     usable = ~mask & np.isfinite(data)
-    var = _variance_array(frame)
+    var = _variance(frame)
     use_var = var is not None
     if use_var:
         usable &= np.isfinite(var)
